@@ -1,0 +1,121 @@
+"""Relays the transactional outbox to the bus, exactly once as the bus sees it.
+
+Messages are written to `outbox` in the same transaction as the events that
+caused them. The relay publishes them in id order with their `msg_id` as the
+de-duplication id, waits for every acknowledgement, then deletes them. A
+crash between publish and delete republishes the same ids, which JetStream
+drops as duplicates; a crash before publish loses nothing, because the rows
+are still there. Only one relay works at a time (a session advisory lock),
+so order is kept; others wait as standbys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+
+from eventstore.records import OutboxMessage
+from eventstore.store import OUTBOX_CHANNEL, EventStore
+
+log = logging.getLogger("sigrelay.eventstore.outbox")
+
+_RELAY_LOCK = 0x5E0E_0002
+
+Publisher = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
+"""Publishes a batch and returns once every message is acknowledged; raises otherwise."""
+
+_headers_decoder = msgspec.json.Decoder(dict[str, str])
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to the bus. Run `run()` as a task."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        publish: Publisher,
+        *,
+        batch: int = 1000,
+        idle_poll_s: float = 1.0,
+        retry_s: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._publish = publish
+        self._batch = batch
+        self._idle_poll_s = idle_poll_s
+        self._retry_s = retry_s
+        self.relayed = 0
+        self.is_leader = False
+
+    async def run(self) -> None:
+        """Relay forever: become leader, drain, then wait for NOTIFY or the poll tick."""
+        url = self._store.pool.conninfo
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await self._lead(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database went away: try again, never die
+                log.warning("outbox relay lost its connection (%s); retrying", exc)
+                self.is_leader = False
+                await asyncio.sleep(self._retry_s)
+
+    async def _lead(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_RELAY_LOCK,))
+            row = await cur.fetchone()
+            if row and row[0]:
+                break
+            await asyncio.sleep(self._idle_poll_s)
+        self.is_leader = True
+        await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        notifies = conn.notifies()
+        while True:
+            try:
+                moved = await self.drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # bus down or slow: keep the rows, try again
+                log.warning("outbox publish failed (%s); will retry", exc)
+                await asyncio.sleep(self._retry_s)
+                continue
+            if moved >= self._batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(anext(notifies), self._idle_poll_s)
+
+    async def drain_once(self) -> int:
+        """Publish and delete up to one batch of outbox rows; return how many moved."""
+        async with self._store.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT id, subject, msg_id, payload, headers FROM outbox"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (self._batch,),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                return 0
+            messages = [
+                OutboxMessage(
+                    subject=row[1],
+                    msg_id=row[2],
+                    payload=bytes(row[3]),
+                    headers=_headers_decoder.decode(row[4]) if row[4] else {},
+                )
+                for row in rows
+            ]
+            await self._publish(messages)
+            await self._after_publish(messages)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([row[0] for row in rows],))
+        self.relayed += len(rows)
+        return len(rows)
+
+    async def _after_publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """Hook between publish and delete; fault tests override it to crash here."""

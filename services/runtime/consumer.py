@@ -1,0 +1,151 @@
+"""A JetStream pull consumer with bounded concurrency, explicit ack/nak/term,
+and a dead-letter subject for messages that cannot be handled.
+
+- A message that does not decode or validate is published to
+  `dlq.<service>` with the reason in headers, then terminated: it is kept
+  for inspection and never redelivered, and the consumer goes on.
+- A handler that raises `Rejected` sends the message the same way.
+- Any other exception is treated as transient: the message is nak'ed with a
+  back-off, and after `max_deliver` attempts it goes to the dead letters too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from contracts import subjects
+from contracts.envelope import Codec
+
+log = logging.getLogger("sigrelay.consumer")
+
+Handler = Callable[[Any, Msg], Awaitable[None]]
+
+
+class Rejected(Exception):
+    """Raised by a handler for a message that is well-formed but cannot be acted on."""
+
+
+@dataclass(frozen=True)
+class ConsumerConfigSpec:
+    service: str  # names the dead-letter subject dlq.<service>
+    stream: str
+    durable: str
+    filter_subject: str
+    concurrency: int = 64
+    batch: int = 256
+    ack_wait_s: float = 30.0
+    max_deliver: int = 8
+    deliver_new_only: bool = False
+
+
+class JetStreamConsumer:
+    """Runs `handler(decoded, msg)` for each message of a durable pull consumer."""
+
+    def __init__(
+        self, js: JetStreamContext, spec: ConsumerConfigSpec, codec: Codec, handler: Handler
+    ) -> None:
+        self._js = js
+        self.spec = spec
+        self._codec = codec
+        self._handler = handler
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.handled = 0
+        self.dead_lettered = 0
+        self.retried = 0
+
+    async def run(self) -> None:
+        spec = self.spec
+        config = ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait_s,
+            max_deliver=spec.max_deliver,
+            max_ack_pending=max(spec.concurrency * 4, spec.batch * 2),
+            filter_subject=spec.filter_subject,
+            deliver_policy=DeliverPolicy.NEW if spec.deliver_new_only else DeliverPolicy.ALL,
+        )
+        sub = await self._js.pull_subscribe(
+            spec.filter_subject, durable=spec.durable, stream=spec.stream, config=config
+        )
+        try:
+            while True:
+                free = spec.concurrency - len(self._tasks)
+                if free <= 0:
+                    await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await sub.fetch(min(spec.batch, free), timeout=1.0)
+                except nats.errors.TimeoutError:
+                    continue
+                except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
+                    raise
+                except Exception as exc:  # server restarting, leader election: keep going
+                    log.warning("%s: fetch failed (%s); retrying", spec.durable, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                for msg in msgs:
+                    task = asyncio.create_task(self._process(msg))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _process(self, msg: Msg) -> None:
+        try:
+            try:
+                decoded = self._codec.decode(msg.data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                await self._dead_letter(msg, f"invalid message: {exc}")
+                return
+            try:
+                await self._handler(decoded, msg)
+            except Rejected as exc:
+                await self._dead_letter(msg, f"rejected: {exc}")
+                return
+            except Exception as exc:
+                await self._retry_or_give_up(msg, exc)
+                return
+            await msg.ack()
+            self.handled += 1
+        except Exception as exc:  # ack/nak on a dropped connection: redelivery will follow
+            log.warning("%s: could not settle message: %s", self.spec.durable, exc)
+
+    async def _retry_or_give_up(self, msg: Msg, exc: Exception) -> None:
+        delivered = msg.metadata.num_delivered or 1
+        if delivered >= self.spec.max_deliver:
+            await self._dead_letter(msg, f"failed {delivered} times, last error: {exc!r}")
+            return
+        self.retried += 1
+        log.warning(
+            "%s: handler failed on %s (attempt %d): %r",
+            self.spec.durable,
+            msg.subject,
+            delivered,
+            exc,
+        )
+        await msg.nak(delay=min(0.2 * 2**delivered, 10.0))
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        meta = msg.metadata
+        headers = {
+            "Sigrelay-Error": reason[:2000],
+            "Sigrelay-Subject": msg.subject,
+            "Sigrelay-Consumer": self.spec.durable,
+            "Sigrelay-Stream-Seq": str(meta.sequence.stream if meta.sequence else ""),
+            "Nats-Msg-Id": f"dlq:{self.spec.durable}:{meta.stream}:{meta.sequence.stream if meta.sequence else ''}",
+        }
+        await self._js.publish(subjects.dead_letter(self.spec.service), msg.data, headers=headers)
+        await msg.term()
+        self.dead_lettered += 1
+        log.warning("%s: dead-lettered %s: %s", self.spec.durable, msg.subject, reason[:300])
