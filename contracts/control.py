@@ -1,0 +1,48 @@
+"""The control-plane reply shape: `{"ok": true, "data": …}` or
+`{"ok": false, "error": {"code", "message", "field"}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from contracts.errors import ErrorCode
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    ok: bool
+    data: Any = None
+    error: ErrorBody | None = None
+
+
+class ControlError(Exception):
+    """Raised by a control handler to answer with an error reply."""
+
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def reply(self) -> Reply:
+        return Reply(
+            ok=False, error=ErrorBody(code=self.code.value, message=self.message, field=self.field)
+        )
+
+
+def ok(data: Any = None) -> Reply:
+    return Reply(ok=True, data=data)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_reply(reply: Reply) -> bytes:
+    return _encoder.encode(reply)

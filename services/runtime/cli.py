@@ -1,0 +1,127 @@
+"""`sigrelay`: one CLI for operators. Every subcommand reads SIGRELAY_HOME,
+NATS_URL and DATABASE_URL the same way (see services/runtime/settings.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from services.runtime import registry
+from services.runtime.settings import RuntimeSettings
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        return asyncio.run(coro)
+
+
+def _cmd_up(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.runtime.supervisor import Supervisor
+
+    services = args.only or sorted(registry.SERVICES)
+    _run(Supervisor(settings, services).run())
+    return 0
+
+
+def _cmd_service(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.runtime.host import run_service
+
+    _run(run_service(args.name, settings))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from eventstore.migrate import migrate
+
+    if settings.database_url is None:
+        from infra.embedded import EmbeddedPostgres
+
+        pg = EmbeddedPostgres()
+        url = pg.start(settings.home)
+    else:
+        pg, url = None, settings.database_url
+    try:
+        applied = _run(migrate(url))
+        print(
+            json.dumps(
+                {"applied": [f"{m.version:03d}_{m.name}" for m in applied], "database": url}
+            )
+        )
+    finally:
+        if pg is not None:
+            pg.stop()
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.bench.main import run_benchmarks
+
+    return run_benchmarks(args.names, settings, as_json=args.json)
+
+
+def _cmd_signals_parse(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.ingest.parse_cli import run
+
+    return run(sys.stdin, sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sigrelay", description="Telegram-to-MetaTrader signal copier"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the servers and every service; Ctrl-C stops them")
+    up.add_argument("--only", nargs="+", metavar="SERVICE", help="run only these services")
+    up.set_defaults(func=_cmd_up)
+
+    service = sub.add_parser("service", help="run one service in the foreground")
+    service.add_argument("name", choices=sorted(registry.SERVICES))
+    service.set_defaults(func=_cmd_service)
+
+    migrate = sub.add_parser("migrate", help="apply the event-store schema migrations")
+    migrate.set_defaults(func=_cmd_migrate)
+
+    bench = sub.add_parser("bench", help="run benchmarks; prints a table (or JSON)")
+    bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    bench.add_argument("--json", action="store_true", help="print JSON only")
+    bench.set_defaults(func=_cmd_bench)
+
+    signals = sub.add_parser("signals", help="signal tools")
+    signals_sub = signals.add_subparsers(dest="signals_command", required=True)
+    parse = signals_sub.add_parser(
+        "parse", help="JSON lines {id, text} on stdin -> parsed signals on stdout"
+    )
+    parse.set_defaults(func=_cmd_signals_parse)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = RuntimeSettings.from_env()
+    except ValueError as exc:
+        print(f"sigrelay: {exc}", file=sys.stderr)
+        return 2
+    result: int = args.func(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Runs one service in this process: connects to the bus and the event log,
+keeps a standby outbox relay, registers the service with the NATS services
+API (so `nats micro ls` and `$SRV.STATS` see it), and shuts down cleanly on
+SIGTERM or SIGINT: stop taking work, drain the bus, close the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import msgspec
+from nats.micro import add_service
+from nats.micro.request import Request
+
+from contracts import subjects
+from contracts.control import encode_reply, ok
+from eventstore import EventStore
+from eventstore.migrate import migrate
+from eventstore.outbox import OutboxRelay
+from services.runtime import bus, registry
+from services.runtime.infrastructure import Infrastructure
+from services.runtime.service import ServiceContext
+from services.runtime.settings import RuntimeSettings
+from services.runtime.streams import ensure_streams
+
+log = logging.getLogger("sigrelay.host")
+
+VERSION = "0.1.0"
+
+
+async def run_service(name: str, settings: RuntimeSettings, *, ready: asyncio.Event | None = None) -> None:
+    service_cls = registry.load(name)
+    infra = Infrastructure(settings).start()
+    try:
+        await migrate(infra.database_url)
+        nc = await bus.connect(infra.nats_url_for(name), f"sigrelay-{name}")
+        js = bus.jetstream(nc)
+        with contextlib.suppress(Exception):  # a narrow service user may not manage streams
+            await ensure_streams(js)
+        store = await EventStore.connect(infra.database_url, min_size=1, max_size=8)
+        service = service_cls()
+        ctx = ServiceContext(
+            name=name,
+            settings=settings,
+            nc=nc,
+            js=js,
+            store=store,
+            database_url=infra.database_url,
+        )
+        relay = OutboxRelay(store, bus.JetStreamPublisher(js))
+        started = time.time()
+
+        async def health(req: Request) -> None:
+            body = {
+                "service": name,
+                "uptime_s": round(time.time() - started, 1),
+                "relay_leader": relay.is_leader,
+                "relayed": relay.relayed,
+                **service.stats(),
+            }
+            await req.respond(encode_reply(ok(body)))
+
+        micro = await add_service(
+            nc,
+            name=f"sigrelay-{name}",
+            version=VERSION,
+            description=f"Sigrelay {name} service",
+            stats_handler=lambda endpoint: _stats(service),
+        )
+        await micro.add_endpoint(
+            name="health", subject=f"{subjects.CTL_SERVICE}.{name}.health", handler=health
+        )
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [
+            asyncio.create_task(service.run(ctx), name=f"{name}.run"),
+            asyncio.create_task(relay.run(), name=f"{name}.relay"),
+        ]
+        stopper = asyncio.create_task(stop.wait())
+        log.info("%s: serving (%s)", name, infra.describe())
+        if ready is not None:
+            ready.set()
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("%s: stopped by an error: %r", name, task.exception())
+        log.info("%s: shutting down", name)
+        for task in [stopper, *tasks]:
+            task.cancel()
+        await asyncio.gather(stopper, *tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await micro.stop()
+        await bus.drain(nc)
+        await store.close()
+    finally:
+        infra.stop()
+
+
+def _stats(service: Any) -> dict[str, Any]:
+    data = service.stats()
+    return msgspec.to_builtins(data) if data else {}

@@ -1,0 +1,74 @@
+"""The bus and the database a process uses: external servers when NATS_URL /
+DATABASE_URL are given, else the embedded ones under the state directory
+(started if not running, attached to if they are)."""
+
+from __future__ import annotations
+
+import logging
+
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from services.runtime.settings import RuntimeSettings
+
+log = logging.getLogger("sigrelay.infrastructure")
+
+
+class Infrastructure:
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self._nats: EmbeddedNats | None = None
+        self._postgres: EmbeddedPostgres | None = None
+        self._database_url = settings.database_url
+
+    def start(self) -> Infrastructure:
+        home = self.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        if self.settings.nats_url is None:
+            self._nats = EmbeddedNats()
+            self._nats.start(home, partitions=self.settings.partitions)
+        if self._database_url is None:
+            self._postgres = EmbeddedPostgres()
+            self._database_url = self._postgres.start(home)
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self._database_url is None:
+            raise RuntimeError("Infrastructure.start() has not been called")
+        return self._database_url
+
+    def nats_url_for(self, service: str) -> str:
+        external = self.settings.nats_url_for(service)
+        if external:
+            return external
+        if self._nats is None:
+            raise RuntimeError("Infrastructure.start() has not been called")
+        return self._nats.url_for(service)
+
+    @property
+    def embedded_nats(self) -> EmbeddedNats | None:
+        return self._nats
+
+    @property
+    def embedded_postgres(self) -> EmbeddedPostgres | None:
+        return self._postgres
+
+    def describe(self) -> dict[str, str]:
+        nats = (
+            f"embedded at {self._nats.url} ({'started' if self._nats.started_here else 'attached'})"
+            if self._nats
+            else "external (NATS_URL)"
+        )
+        pg = (
+            f"embedded at {self.database_url} "
+            f"({'started' if self._postgres.started_here else 'attached'})"
+            if self._postgres
+            else "external (DATABASE_URL)"
+        )
+        return {"home": str(self.settings.home), "nats": nats, "postgres": pg}
+
+    def stop(self) -> None:
+        """Stop the embedded servers this process started; leave the rest alone."""
+        if self._nats is not None:
+            self._nats.stop()
+        if self._postgres is not None:
+            self._postgres.stop()

@@ -1,0 +1,1 @@
+"""Shared test helpers: stub factories live here, not copied between test files."""
