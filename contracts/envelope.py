@@ -94,7 +94,12 @@ def _tag_of(struct_type: type[Any]) -> str:
     return tag
 
 
-@functools.cache
+_tags: dict[type[Any], str] = {}
+
+
 def tag_of(struct_type: type[Any]) -> str:
-    """The `type` tag a Struct class is encoded with."""
-    return _tag_of(struct_type)
+    """The `type` tag a Struct class is encoded with (cached: this is on hot paths)."""
+    tag = _tags.get(struct_type)
+    if tag is None:
+        tag = _tags[struct_type] = _tag_of(struct_type)
+    return tag

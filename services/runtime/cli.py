@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 from services.runtime import registry
@@ -52,9 +53,7 @@ def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     try:
         applied = _run(migrate(url))
         print(
-            json.dumps(
-                {"applied": [f"{m.version:03d}_{m.name}" for m in applied], "database": url}
-            )
+            json.dumps({"applied": [f"{m.version:03d}_{m.name}" for m in applied], "database": url})
         )
     finally:
         if pg is not None:
@@ -72,6 +71,49 @@ def _cmd_signals_parse(args: argparse.Namespace, settings: RuntimeSettings) -> i
     from services.ingest.parse_cli import run
 
     return run(sys.stdin, sys.stdout)
+
+
+def _cmd_signals_inject(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.ingest.inject import ScriptLine, inject, parse_script, read_lines
+
+    if args.file:
+        try:
+            lines = parse_script(read_lines(args.file), source=args.file)
+        except (OSError, ValueError) as exc:
+            print(f"sigrelay: {exc}", file=sys.stderr)
+            return 2
+    else:
+        lines = [
+            ScriptLine(
+                text=args.text, id=args.id, reply_to=args.reply_to, edit_of=args.edit_of
+            )
+        ]
+
+    async def go() -> list[dict[str, Any]]:
+        async with operator_connection(settings) as nc:
+            return await inject(nc, lines, default_channel=args.channel, wait_s=args.wait)
+
+    results = _run(go())
+    for entry in results:
+        print(json.dumps(entry, ensure_ascii=False))
+    return 0 if all(e.get("parsed") is not None or e["raw"]["deleted"] for e in results) else 1
+
+
+@contextlib.asynccontextmanager
+async def operator_connection(settings: RuntimeSettings) -> AsyncIterator[Any]:
+    """An operator's bus connection: NATS_URL, or the embedded server's admin user."""
+    from services.runtime import bus
+    from services.runtime.infrastructure import Infrastructure
+
+    infra = Infrastructure(settings).start()
+    try:
+        nc = await bus.connect(infra.nats_url_for("admin"), "sigrelay-cli")
+        try:
+            yield nc
+        finally:
+            await bus.drain(nc)
+    finally:
+        infra.stop()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
         "parse", help="JSON lines {id, text} on stdin -> parsed signals on stdout"
     )
     parse.set_defaults(func=_cmd_signals_parse)
+    inject = signals_sub.add_parser(
+        "inject", help="post a channel message (or a script of them) as a signal source would"
+    )
+    inject.add_argument("--channel", required=True, help="channel name (the subject token)")
+    what = inject.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="the message text")
+    what.add_argument("--file", help="a JSON-lines script of messages ('-' for stdin)")
+    inject.add_argument("--id", type=int, help="message id (default: a fresh one)")
+    inject.add_argument("--reply-to", type=int, help="the message id this one replies to")
+    inject.add_argument("--edit-of", type=int, help="make this a new revision of that message")
+    inject.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the parse")
+    inject.set_defaults(func=_cmd_signals_inject)
     return parser
 
 

@@ -32,16 +32,19 @@ log = logging.getLogger("sigrelay.host")
 VERSION = "0.1.0"
 
 
-async def run_service(name: str, settings: RuntimeSettings, *, ready: asyncio.Event | None = None) -> None:
+async def run_service(
+    name: str, settings: RuntimeSettings, *, ready: asyncio.Event | None = None
+) -> None:
     service_cls = registry.load(name)
     infra = Infrastructure(settings).start()
     try:
         await migrate(infra.database_url)
         nc = await bus.connect(infra.nats_url_for(name), f"sigrelay-{name}")
         js = bus.jetstream(nc)
-        with contextlib.suppress(Exception):  # a narrow service user may not manage streams
-            await ensure_streams(js)
-        store = await EventStore.connect(infra.database_url, min_size=1, max_size=8)
+        await ensure_streams(js, update=False)  # only admin may change a stream's config
+        store = await EventStore.connect(
+            infra.database_url, min_size=1, max_size=8, producer=name
+        )
         service = service_cls()
         ctx = ServiceContext(
             name=name,

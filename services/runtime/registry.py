@@ -8,7 +8,7 @@ import importlib
 from typing import Any
 
 SERVICES: dict[str, str] = {
-    "relay": "services.runtime.relay:RelayService",
+    "ingest": "services.ingest.service:IngestService",
 }
 
 

@@ -42,9 +42,7 @@ def _differences(want: StreamConfig, have: StreamConfig) -> list[str]:
     return found
 
 
-async def ensure_streams(
-    js: JetStreamContext, *, replicas: int = 1, update: bool = True
-) -> None:
+async def ensure_streams(js: JetStreamContext, *, replicas: int = 1, update: bool = True) -> None:
     """Create each stream of the design that is missing; update those that differ.
 
     Idempotent. With `update=False` (service users, who may create but not update

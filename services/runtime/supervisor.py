@@ -5,6 +5,7 @@ service that dies, and on Ctrl-C stop everything this run started."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -112,10 +113,8 @@ class Supervisor:
             print(f"sigrelay is up: {', '.join(c.name for c in self.children)}. Ctrl-C stops it.")
             while not stop.is_set():
                 self._restart_dead()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
-                except TimeoutError:
-                    pass
         finally:
             await self.shutdown()
             (home / "up.pid").unlink(missing_ok=True)
@@ -144,13 +143,12 @@ class Supervisor:
         for child in self.children:
             if child.proc and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
         for child in self.children:
             if child.proc is None:
                 continue
-            while child.proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if child.proc.poll() is None:
+            try:
+                await asyncio.to_thread(child.proc.wait, 15)
+            except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in time; killing it", child.name)
                 child.proc.kill()
                 child.proc.wait()

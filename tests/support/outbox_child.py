@@ -1,7 +1,7 @@
 """A child process for the outbox crash tests: does one step, then SIGKILLs itself.
 
-    python -m tests.support.outbox_child commit-then-die DB_URL NATS_URL SUBJECT MSG_ID
-    python -m tests.support.outbox_child publish-then-die DB_URL NATS_URL SUBJECT MSG_ID
+python -m tests.support.outbox_child commit-then-die DB_URL NATS_URL SUBJECT MSG_ID
+python -m tests.support.outbox_child publish-then-die DB_URL NATS_URL SUBJECT MSG_ID
 """
 
 from __future__ import annotations
