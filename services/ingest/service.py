@@ -156,6 +156,8 @@ class IngestService:
                 durable=CONSUMER,
                 filter_subject=f"{subjects.RAW}.>",
                 concurrency=64,
+                # a message held by a crashed ingest comes back after this; repeats are harmless
+                ack_wait_s=5.0,
             ),
             Codec(RawMessage),
             self._on_raw,
