@@ -15,9 +15,7 @@ class ConcurrencyError(EventStoreError):
         self.expected = expected
         self.actual = actual
         found = "does not exist" if actual is None else f"is at version {actual}"
-        super().__init__(
-            f"stream {stream!r}: expected version {expected}, but the stream {found}"
-        )
+        super().__init__(f"stream {stream!r}: expected version {expected}, but the stream {found}")
 
 
 class UnknownEventType(EventStoreError):

@@ -5,14 +5,15 @@ caused them. The relay publishes them in id order with their `msg_id` as the
 de-duplication id, waits for every acknowledgement, then deletes them. A
 crash between publish and delete republishes the same ids, which JetStream
 drops as duplicates; a crash before publish loses nothing, because the rows
-are still there. Only one relay works at a time (a session advisory lock),
-so order is kept; others wait as standbys.
+are still there. Each producer's rows are relayed by that producer's own
+processes (with its own bus credentials); among them one relay works at a
+time (a session advisory lock per producer), so order is kept, and the
+others wait as standbys.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from eventstore.store import OUTBOX_CHANNEL, EventStore
 
 log = logging.getLogger("sigrelay.eventstore.outbox")
 
-_RELAY_LOCK = 0x5E0E_0002
+_RELAY_LOCK_CLASS = 0x5E0E0002
 
 Publisher = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
 """Publishes a batch and returns once every message is acknowledged; raises otherwise."""
@@ -55,7 +56,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay forever: become leader, drain, then wait for NOTIFY or the poll tick."""
-        url = self._store.pool.conninfo
+        url = self._store.url
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -69,7 +70,10 @@ class OutboxRelay:
 
     async def _lead(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_RELAY_LOCK,))
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                (_RELAY_LOCK_CLASS, self._store.producer),
+            )
             row = await cur.fetchone()
             if row and row[0]:
                 break
@@ -88,16 +92,29 @@ class OutboxRelay:
                 continue
             if moved >= self._batch:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(anext(notifies), self._idle_poll_s)
+            await self._wait_for_notice(notifies)
+
+    async def _wait_for_notice(self, notifies: Any) -> None:
+        # Notices name the producer that wrote; others' rows are not ours to move.
+        deadline = asyncio.get_running_loop().time() + self._idle_poll_s
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            try:
+                notice = await asyncio.wait_for(anext(notifies), remaining)
+            except TimeoutError:
+                return
+            if notice.payload == self._store.producer:
+                return
 
     async def drain_once(self) -> int:
         """Publish and delete up to one batch of outbox rows; return how many moved."""
         async with self._store.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT id, subject, msg_id, payload, headers FROM outbox"
+                "SELECT id, subject, msg_id, payload, headers FROM outbox WHERE producer = %s"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (self._batch,),
+                (self._store.producer, self._batch),
             )
             rows = await cur.fetchall()
             if not rows:

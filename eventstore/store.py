@@ -42,8 +42,8 @@ FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::
 """
 
 _INSERT_OUTBOX = """
-INSERT INTO outbox (subject, msg_id, payload, headers)
-SELECT s, i, p, h::jsonb FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) AS x(s, i, p, h)
+INSERT INTO outbox (producer, subject, msg_id, payload, headers)
+SELECT %s, s, i, p, h::jsonb FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) AS x(s, i, p, h)
 """
 
 _INSERT_PROCESSED = """
@@ -78,12 +78,17 @@ def request(
 class EventStore:
     """The event log on a psycopg async pool. Build with `await EventStore.connect(url)`."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, url: str, *, producer: str = "default") -> None:
         self.pool = pool
+        self.url = url
+        self.producer = producer  # tags this process's outbox rows; its relay moves only those
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> EventStore:
-        return cls(await open_pool(url, min_size=min_size, max_size=max_size))
+    async def connect(
+        cls, url: str, *, min_size: int = 2, max_size: int = 10, producer: str = "default"
+    ) -> EventStore:
+        pool = await open_pool(url, min_size=min_size, max_size=max_size)
+        return cls(pool, url, producer=producer)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -132,12 +137,7 @@ class EventStore:
         if not requests:
             return []
         async with self.pool.connection() as conn, conn.transaction():
-            return await _append_in(conn, requests)
-
-    async def notify_outbox(self) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-            await conn.commit()
+            return await _append_in(conn, requests, self.producer)
 
     # --- reading ------------------------------------------------------------------
 
@@ -302,7 +302,7 @@ _COPY_THRESHOLD = 32  # below this many events, one pipelined INSERT beats a COP
 
 
 async def _append_in(
-    conn: psycopg.AsyncConnection[Any], requests: Sequence[AppendRequest]
+    conn: psycopg.AsyncConnection[Any], requests: Sequence[AppendRequest], producer: str
 ) -> list[AppendResult | EventStoreError]:
     streams = sorted({r.stream for r in requests})
     keyed = [(r.stream, r.idempotency_key) for r in requests if r.idempotency_key]
@@ -380,7 +380,9 @@ async def _append_in(
             continue
         if req.processed and any(p in seen_pairs for p in req.processed):
             results.append(
-                AppendResult(stream=req.stream, first_version=0, last_version=current, duplicate=True)
+                AppendResult(
+                    stream=req.stream, first_version=0, last_version=current, duplicate=True
+                )
             )
             continue
         if req.expected_version != ANY_VERSION and req.expected_version != current:
@@ -439,13 +441,14 @@ async def _append_in(
             await conn.execute(
                 _INSERT_OUTBOX,
                 (
+                    producer,
                     [m.subject for m in outbox],
                     [m.msg_id for m in outbox],
                     [m.payload for m in outbox],
                     [_encode_json(m.headers).decode() for m in outbox],
                 ),
             )
-            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+            await conn.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, producer))
         if new_pairs:
             await conn.execute(
                 _INSERT_PROCESSED, ([p[0] for p in new_pairs], [p[1] for p in new_pairs])
@@ -465,7 +468,6 @@ async def _copy_events(
             f"{null if key is None else _copy_text(key)}\n"
         )
     async with conn.cursor().copy(
-        "COPY events (stream, version, position, type, data, metadata, idempotency_key)"
-        " FROM STDIN"
+        "COPY events (stream, version, position, type, data, metadata, idempotency_key) FROM STDIN"
     ) as copy:
         await copy.write("".join(lines).encode())

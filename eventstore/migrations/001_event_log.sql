@@ -43,14 +43,18 @@ CREATE TABLE snapshots (
 
 -- Transactional outbox: written in the same transaction as the events,
 -- relayed to JetStream with Nats-Msg-Id = msg_id, deleted once acked.
+-- Each producing service relays only its own rows, with its own bus
+-- credentials, so least-privilege permissions hold for the relay too.
 CREATE TABLE outbox (
     id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    producer   text        NOT NULL,
     subject    text        NOT NULL,
     msg_id     text        NOT NULL,
     payload    bytea       NOT NULL,
     headers    jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX outbox_producer ON outbox (producer, id);
 
 -- Consumer tracking: a message id a consumer has acted on, written in the
 -- same transaction as that consumer's effects, so a redelivery does nothing.

@@ -222,7 +222,8 @@ def changed_fields(before: ParseResult, after: ParseResult) -> tuple[str, ...]:
     old = _public(before)
     new = _public(after)
     return tuple(
-        key for key in sorted(set(old) | set(new), key=lambda k: (k != "kind", k))
+        key
+        for key in sorted(set(old) | set(new), key=lambda k: (k != "kind", k))
         if old.get(key) != new.get(key)
     )
 
@@ -264,11 +265,7 @@ def evolve(state: ChannelState, event: RawMessage | ParsedSignal | MessageDelete
             posted_ns=event.posted_ns,
             bare=not _has_levels(result) and event.link == "new",
         )
-        kept = tuple(
-            r
-            for r in opens
-            if r.signal_id != event.signal_id
-        )
+        kept = tuple(r for r in opens if r.signal_id != event.signal_id)
         opens = (*kept, ref)[-_KEEP_OPEN:]
     recent = state.recent
     if not isinstance(result, Noise):

@@ -136,7 +136,6 @@ class IngestCore:
         raise RuntimeError(f"channel {raw.channel}: could not append after 3 concurrent writers")
 
 
-
 class IngestService:
     name: ClassVar[str] = "ingest"
 

@@ -77,9 +77,7 @@ async def run_telegram(ctx: ServiceContext, settings: TelegramSettings) -> None:
 
     async def sink(message: ChannelMessage) -> None:
         raw = to_raw(message)
-        await publish(
-            ctx.js, subjects.raw(raw.channel), encode(raw), msg_id=raw.dedup_id
-        )
+        await publish(ctx.js, subjects.raw(raw.channel), encode(raw), msg_id=raw.dedup_id)
 
     log.info("telegram source: %d channel(s)", len(settings.channels))
     await source.run(sink)

@@ -84,9 +84,7 @@ def _cmd_signals_inject(args: argparse.Namespace, settings: RuntimeSettings) -> 
             return 2
     else:
         lines = [
-            ScriptLine(
-                text=args.text, id=args.id, reply_to=args.reply_to, edit_of=args.edit_of
-            )
+            ScriptLine(text=args.text, id=args.id, reply_to=args.reply_to, edit_of=args.edit_of)
         ]
 
     async def go() -> list[dict[str, Any]]:

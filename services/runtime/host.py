@@ -42,9 +42,7 @@ async def run_service(
         nc = await bus.connect(infra.nats_url_for(name), f"sigrelay-{name}")
         js = bus.jetstream(nc)
         await ensure_streams(js, update=False)  # only admin may change a stream's config
-        store = await EventStore.connect(
-            infra.database_url, min_size=1, max_size=8, producer=name
-        )
+        store = await EventStore.connect(infra.database_url, min_size=1, max_size=8, producer=name)
         service = service_cls()
         ctx = ServiceContext(
             name=name,

@@ -121,10 +121,8 @@ async def test_batch_with_one_stale_request_then_only_that_one_fails(store: Even
 
 
 async def test_large_batch_goes_through_copy_and_reads_back_intact(store: EventStore):
-    tricky = "tab\there, newline\nthere, back\\slash, quote\" and ünïcode ✓"
-    reqs = [
-        request(f"acct-c{i}", 0, [deposited(i)], metadata={"note": tricky}) for i in range(200)
-    ]
+    tricky = 'tab\there, newline\nthere, back\\slash, quote" and ünïcode ✓'
+    reqs = [request(f"acct-c{i}", 0, [deposited(i)], metadata={"note": tricky}) for i in range(200)]
 
     results = await store.append_batch(reqs)
 

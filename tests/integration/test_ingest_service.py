@@ -113,8 +113,12 @@ async def test_ingest_killed_mid_burst_then_restart_loses_and_duplicates_nothing
     try:
         await wait_healthy(nc, "ingest")
         for i in range(total):
-            message = raw(1000 + i, f"XAUUSD SELL {4300 + i} SL {4320 + i} TP {4280 + i}", channel=channel)
-            await js.publish(subjects.raw(channel), encode(message), headers={"Nats-Msg-Id": message.dedup_id})
+            message = raw(
+                1000 + i, f"XAUUSD SELL {4300 + i} SL {4320 + i} TP {4280 + i}", channel=channel
+            )
+            await js.publish(
+                subjects.raw(channel), encode(message), headers={"Nats-Msg-Id": message.dedup_id}
+            )
             if i == total // 3:
                 await wait_for(lambda: len(seen) >= total // 6)
                 proc.send_signal(signal.SIGKILL)

@@ -11,7 +11,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def start_service(
-    name: str, *, nats_url: str, database_url: str, home: Path, extra_env: dict[str, str] | None = None
+    name: str,
+    *,
+    nats_url: str,
+    database_url: str,
+    home: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`sigrelay service NAME` against the given servers; output goes to home/NAME.log."""
     env = dict(os.environ)

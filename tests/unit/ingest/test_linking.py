@@ -8,7 +8,9 @@ from services.ingest.linking import ChannelState, LinkConfig, decide, evolve
 from tests.support.ingest import TableParse, raw
 
 TICKET = OpenSignal(symbol="XAUUSD", side="buy", entry=4357.0, sl=4340.0, tps=(4365.0, 4380.0))
-TICKET_NEW_SL = OpenSignal(symbol="XAUUSD", side="buy", entry=4357.0, sl=4345.0, tps=(4365.0, 4380.0))
+TICKET_NEW_SL = OpenSignal(
+    symbol="XAUUSD", side="buy", entry=4357.0, sl=4345.0, tps=(4365.0, 4380.0)
+)
 ALERT = OpenSignal(symbol="XAUUSD", side="buy")
 BREAKEVEN = ModifySignal(action="move_sl_to_entry")
 CLOSE_HALF = CloseSignal(fraction=0.5, which="partial")
