@@ -64,7 +64,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: try again, never die
-                log.warning("outbox relay lost its connection (%s); retrying", exc)
+                log.warning("outbox relay lost its connection (%r); retrying", exc)
                 self.is_leader = False
                 await asyncio.sleep(self._retry_s)
 
@@ -80,33 +80,29 @@ class OutboxRelay:
             await asyncio.sleep(self._idle_poll_s)
         self.is_leader = True
         await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
-        notifies = conn.notifies()
         while True:
             try:
                 moved = await self.drain_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # bus down or slow: keep the rows, try again
-                log.warning("outbox publish failed (%s); will retry", exc)
+                log.warning("outbox publish failed (%r); will retry", exc)
                 await asyncio.sleep(self._retry_s)
                 continue
             if moved >= self._batch:
                 continue
-            await self._wait_for_notice(notifies)
+            await self._wait_for_notice(conn)
 
-    async def _wait_for_notice(self, notifies: Any) -> None:
-        # Notices name the producer that wrote; others' rows are not ours to move.
-        deadline = asyncio.get_running_loop().time() + self._idle_poll_s
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return
-            try:
-                notice = await asyncio.wait_for(anext(notifies), remaining)
-            except TimeoutError:
-                return
-            if notice.payload == self._store.producer:
-                return
+    async def _wait_for_notice(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        # Wake on a NOTIFY naming this producer (others' rows are not ours to
+        # move), or after the idle poll: a notice lost in a reconnect costs at
+        # most one poll interval, never a message.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._idle_poll_s
+        while (remaining := deadline - loop.time()) > 0:
+            async for notice in conn.notifies(timeout=remaining, stop_after=1):
+                if notice.payload == self._store.producer:
+                    return
 
     async def drain_once(self) -> int:
         """Publish and delete up to one batch of outbox rows; return how many moved."""

@@ -26,16 +26,19 @@ async def connect(url: str, name: str, *, initial_timeout_s: float = 30.0) -> NA
         log.warning("%s: nats error: %s", name, exc)
 
     async def on_disconnect() -> None:
-        log.warning("%s: disconnected from nats; reconnecting", name)
+        # a drain or close on purpose also disconnects: warn only about the other kind
+        if not (nc is not None and (nc.is_closed or nc.is_draining)):
+            log.warning("%s: disconnected from nats; reconnecting", name)
 
     async def on_reconnect() -> None:
         log.info("%s: reconnected to nats", name)
 
+    nc: NATS | None = None
     deadline = asyncio.get_running_loop().time() + initial_timeout_s
     delay = 0.1
     while True:
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 url,
                 name=name,
                 allow_reconnect=True,
@@ -47,6 +50,7 @@ async def connect(url: str, name: str, *, initial_timeout_s: float = 30.0) -> NA
                 reconnected_cb=on_reconnect,
                 pending_size=64 * 1024 * 1024,
             )
+            return nc
         except Exception as exc:
             if asyncio.get_running_loop().time() >= deadline:
                 raise ConnectionError(

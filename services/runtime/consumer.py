@@ -12,6 +12,7 @@ and a dead-letter subject for messages that cannot be handled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class JetStreamConsumer:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            # a fetched batch nobody will read would keep a later drain() waiting
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _process(self, msg: Msg) -> None:
         try:
