@@ -49,8 +49,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     type: str
     data: bytes  # the event's JSON as stored
-    metadata: bytes  # JSON object
-    recorded_at_us: int
+    metadata: bytes = b"{}"  # JSON object (read_all leaves it out unless asked)
+    recorded_at_us: int = 0
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):

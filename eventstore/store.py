@@ -179,28 +179,37 @@ class EventStore:
         return out
 
     async def read_all(
-        self, from_position: int = 0, *, until_position: int | None = None, batch: int = 5000
+        self,
+        from_position: int = 0,
+        *,
+        until_position: int | None = None,
+        with_metadata: bool = False,
+        batch: int = 5000,
     ) -> AsyncIterator[RecordedEvent]:
         """Every event with position > from_position, in global (commit) order.
 
         Uses a server-side binary cursor: constant memory however long the log.
+        Metadata and record times are left out unless asked for: each column
+        costs about 10 % of the replay rate.
         """
         upper = until_position if until_position is not None else 2**62
+        columns = "position, stream, version, type, data"
+        if with_metadata:
+            columns += ", metadata, (extract(epoch FROM recorded_at) * 1000000)::bigint"
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(name="read_all", binary=True)
-            cur.itersize = batch
             await cur.execute(
-                "SELECT position, stream, version, type, data, metadata,"
-                " (extract(epoch FROM recorded_at) * 1000000)::bigint"
-                " FROM events WHERE position > %s AND position <= %s ORDER BY position",
+                f"SELECT {columns} FROM events"
+                " WHERE position > %s AND position <= %s ORDER BY position",
                 (from_position, upper),
             )
-            while True:
-                rows = await cur.fetchmany(batch)
-                if not rows:
-                    break
-                for row in rows:
-                    yield _recorded(row)
+            while rows := await cur.fetchmany(batch):
+                if with_metadata:
+                    for row in rows:
+                        yield _recorded(row)
+                else:
+                    for p, s, v, t, d in rows:
+                        yield RecordedEvent(position=p, stream=s, version=v, type=t, data=d)
 
     async def last_position(self) -> int:
         async with self.pool.connection() as conn:

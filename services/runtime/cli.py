@@ -114,6 +114,28 @@ async def operator_connection(settings: RuntimeSettings) -> AsyncIterator[Any]:
         infra.stop()
 
 
+def _cmd_ctl(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.runtime.ctl import UsageError, parse_assignments, request
+
+    try:
+        body = parse_assignments(args.assignments)
+    except UsageError as exc:
+        print(f"sigrelay ctl: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> dict[str, Any]:
+        async with operator_connection(settings) as nc:
+            return await request(nc, args.verb, args.user, body, timeout_s=args.timeout)
+
+    try:
+        reply = _run(go())
+    except UsageError as exc:
+        print(f"sigrelay ctl: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(reply, ensure_ascii=False, indent=2))
+    return 0 if reply.get("ok") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sigrelay", description="Telegram-to-MetaTrader signal copier"
@@ -131,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply the event-store schema migrations")
     migrate.set_defaults(func=_cmd_migrate)
+
+    ctl = sub.add_parser("ctl", help="one control request (JSON reply; non-zero exit on error)")
+    ctl.add_argument("verb", help="register, link_account, subscribe, settings, status, … stats")
+    ctl.add_argument("--user", help="the user the verb applies to")
+    ctl.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply")
+    ctl.add_argument(
+        "assignments", nargs="*", metavar="key=value", help="request fields (values read as JSON)"
+    )
+    ctl.set_defaults(func=_cmd_ctl)
 
     bench = sub.add_parser("bench", help="run benchmarks; prints a table (or JSON)")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -75,6 +75,17 @@ async def run_service(
         await micro.add_endpoint(
             name="health", subject=f"{subjects.CTL_SERVICE}.{name}.health", handler=health
         )
+        # System-wide verbs are scatter-gather: every kind of service answers once
+        # (its own queue group), and `sigrelay ctl health` collects the replies.
+        for verb in ("health", "stats"):
+            await micro.add_endpoint(
+                name=f"sys-{verb}",
+                subject=subjects.ctl_system(verb),
+                handler=health,
+                queue_group=f"sigrelay-{name}",
+            )
+        if hasattr(service, "register_endpoints"):
+            await service.register_endpoints(micro)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -172,3 +172,23 @@ async def test_read_of_unknown_event_type_then_clear_error(store: EventStore):
 async def test_migrate_twice_then_second_applies_nothing(database_url: str):
     await migrate(database_url)
     assert await migrate(database_url) == []
+
+
+async def test_group_commit_when_many_writers_then_one_commit_and_each_gets_its_result(
+    store: EventStore,
+):
+    from eventstore.group_commit import GroupCommitter
+
+    await store.append("acct-g0", 0, [deposited(1)])
+    committer = GroupCommitter(store, linger_s=0.01)
+    committer.start()
+    try:
+        results = await asyncio.gather(
+            *(committer.submit(request(f"acct-g{i}", 0, [deposited(i)])) for i in range(50))
+        )
+    finally:
+        await committer.stop()
+
+    assert isinstance(results[0], ConcurrencyError)  # acct-g0 already had an event
+    assert all(r.last_version == 1 for r in results[1:])
+    assert committer.commits == 1

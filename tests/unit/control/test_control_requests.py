@@ -1,0 +1,80 @@
+"""Control-plane request decoding: each kind of bad input gets its own code and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts.control import ControlError
+from contracts.errors import ErrorCode
+from contracts.users import LinkAccountRequest, SubscribeRequest
+from services.actors.control import check_verb_and_user, decode_request, parse_subject
+from services.runtime.ctl import UsageError, parse_assignments
+
+
+def error_of(fn, *args) -> ControlError:
+    with pytest.raises(ControlError) as err:
+        fn(*args)
+    return err.value
+
+
+def test_subject_names_partition_verb_and_user():
+    assert parse_subject("ctl.p.7.status.u42") == (7, "status", "u42")
+
+
+def test_unknown_verb_then_unknown_verb_code():
+    err = error_of(check_verb_and_user, "teleport", "u1")
+    assert err.code is ErrorCode.UNKNOWN_VERB and err.field == "verb" and "teleport" in err.message
+
+
+def test_bad_user_id_then_invalid_value_naming_user():
+    err = error_of(check_verb_and_user, "status", "u 1!")
+    assert err.code is ErrorCode.INVALID_VALUE and err.field == "user"
+
+
+def test_malformed_json_then_malformed_json_code():
+    err = error_of(decode_request, "subscribe", b"{channel: gold")
+    assert err.code is ErrorCode.MALFORMED_JSON
+
+
+def test_json_not_an_object_then_malformed_json_code():
+    err = error_of(decode_request, "subscribe", b"[1, 2]")
+    assert err.code is ErrorCode.MALFORMED_JSON and "list" in err.message
+
+
+def test_unknown_field_then_unknown_field_code_naming_it():
+    err = error_of(decode_request, "subscribe", b'{"channel": "gold", "chanel": "x"}')
+    assert err.code is ErrorCode.UNKNOWN_FIELD and err.field == "chanel"
+
+
+def test_unknown_nested_field_then_dotted_path():
+    body = b'{"channel": "gold", "overrides": {"lot": {"fixd_lot": 1}}}'
+    err = error_of(decode_request, "subscribe", body)
+    assert err.code is ErrorCode.UNKNOWN_FIELD and err.field == "overrides.lot.fixd_lot"
+
+
+def test_missing_field_then_missing_field_code():
+    err = error_of(decode_request, "link_account", b"{}")
+    assert err.code is ErrorCode.MISSING_FIELD and err.field == "account_id"
+
+
+def test_wrong_type_then_invalid_value_naming_field():
+    err = error_of(decode_request, "subscribe", b'{"channel": 5}')
+    assert err.code is ErrorCode.INVALID_VALUE and err.field == "channel"
+
+
+def test_good_requests_then_typed_structs():
+    assert decode_request("subscribe", b'{"channel": "gold"}') == SubscribeRequest(channel="gold")
+    assert decode_request("link_account", b'{"account_id": "paper"}') == LinkAccountRequest(
+        account_id="paper"
+    )
+    assert decode_request("settings", b"") == {}
+
+
+def test_cli_assignments_read_json_where_it_parses_else_strings():
+    body = parse_assignments(["lot=0.1", 'allowed_symbols=["XAUUSD"]', "channel=gold", "x=true"])
+    assert body == {"lot": 0.1, "allowed_symbols": ["XAUUSD"], "channel": "gold", "x": True}
+
+
+def test_cli_assignment_without_equals_then_usage_error():
+    with pytest.raises(UsageError, match="key=value"):
+        parse_assignments(["lot"])
