@@ -22,6 +22,9 @@ INTENT = "orders.intent"  # orders.intent.<user>: an actor's order intent, to ri
 VERDICT = "orders.verdict"  # orders.verdict.<user>: risk's approval or rejection
 REPORT = "orders.report"  # orders.report.<user>: execution reports from the broker side
 
+# --- market data (core NATS, not stored: only the latest quote matters) --------
+PRICES = "prices"  # prices.<symbol>: Quote from the broker side, for distance/spread checks
+
 # --- domain events relayed from the event log's outbox ------------------------
 EVENTS = "events"  # events.<stream-kind>.<id>, e.g. events.user.u42
 
@@ -62,6 +65,10 @@ def verdict(user_id: str) -> str:
 
 def report(user_id: str) -> str:
     return f"{REPORT}.{token(user_id)}"
+
+
+def prices(symbol: str) -> str:
+    return f"{PRICES}.{token(symbol)}"
 
 
 def stream_events(stream: str) -> str:

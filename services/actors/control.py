@@ -50,7 +50,9 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     try:
         value = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise ControlError(ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}") from None
+        raise ControlError(
+            ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}"
+        ) from None
     if not isinstance(value, dict):
         raise ControlError(
             ErrorCode.MALFORMED_JSON,

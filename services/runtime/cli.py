@@ -136,6 +136,36 @@ def _cmd_ctl(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     return 0 if reply.get("ok") else 1
 
 
+def _cmd_channels(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    import msgspec
+
+    from contracts.channels import (
+        CHANNEL_NAME,
+        ChannelInfo,
+        load_directory,
+        save_directory,
+    )
+
+    directory = load_directory(settings.home, settings.env)
+    if args.channels_command == "add":
+        if not CHANNEL_NAME.match(args.name):
+            print(
+                f"sigrelay channels: {args.name!r} must be lower-case letters, digits, '_' or '-'",
+                file=sys.stderr,
+            )
+            return 2
+        channels = dict(directory.channels)
+        channels[args.name] = ChannelInfo(
+            default_symbol=args.default_symbol.upper() if args.default_symbol else None,
+            title=args.title or "",
+        )
+        path = save_directory(settings.home, msgspec.structs.replace(directory, channels=channels))
+        print(f"channel {args.name} saved in {path}")
+        return 0
+    print(json.dumps(msgspec.to_builtins(directory), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sigrelay", description="Telegram-to-MetaTrader signal copier"
@@ -153,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply the event-store schema migrations")
     migrate.set_defaults(func=_cmd_migrate)
+
+    channels = sub.add_parser(
+        "channels", help="the channel directory (SIGRELAY_HOME/channels.json)"
+    )
+    channels_sub = channels.add_subparsers(dest="channels_command", required=True)
+    add = channels_sub.add_parser("add", help="add or update a channel")
+    add.add_argument("name")
+    add.add_argument("--default-symbol", help="the instrument of a single-instrument channel")
+    add.add_argument("--title", help="a human name")
+    add.set_defaults(func=_cmd_channels)
+    channels_sub.add_parser("list", help="print the directory").set_defaults(func=_cmd_channels)
 
     ctl = sub.add_parser("ctl", help="one control request (JSON reply; non-zero exit on error)")
     ctl.add_argument("verb", help="register, link_account, subscribe, settings, status, … stats")
@@ -191,7 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `ctl VERB --user U key=value …`: argparse stops collecting positionals at the
+    # first option, so key=value pairs after --user come back as extras
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "ctl" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.assignments = [*args.assignments, *extra]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

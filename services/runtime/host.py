@@ -84,8 +84,7 @@ async def run_service(
                 handler=health,
                 queue_group=f"sigrelay-{name}",
             )
-        if hasattr(service, "register_endpoints"):
-            await service.register_endpoints(micro)
+        ctx.micro = micro
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from typing import Any
 
 SERVICES: dict[str, str] = {
     "ingest": "services.ingest.service:IngestService",
+    "actors": "services.actors.service:ActorsService",
 }
 
 

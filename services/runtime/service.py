@@ -20,6 +20,7 @@ class ServiceContext:
     js: JetStreamContext
     store: EventStore
     database_url: str
+    micro: Any = None  # the NATS services API registration, for a service's own endpoints
 
 
 class Service(Protocol):

@@ -1,0 +1,353 @@
+"""The actor host: this process's share of the users, one actor each.
+
+An actor is a `UserState` (the fold of `user-<id>`) plus the pure decisions
+in `services.actors.core`. The host is the shell around them:
+
+- activation is lazy and batched: the latest snapshots and the events after
+  them are read for many users in one query, with bounded concurrency so a
+  restart does not stampede Postgres;
+- one message at a time per actor (`KeyedLocks`), many actors in parallel;
+- what actors decide is appended with their expected version through one
+  `GroupCommitter` (one commit for a whole fan-out chunk), together with the
+  outbox messages: order intents on `orders.intent.<user>` and the user's
+  events on `events.user.<user>`;
+- a signal is routed to this host's subscribers of its channel from an
+  in-memory membership index; the order of service rotates per signal;
+- snapshots are written in the background every `snapshot_every` events of
+  an actor; actors idle for `idle_s` are passivated (dropped from memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts import subjects
+from contracts.control import ControlError
+from contracts.envelope import encode
+from contracts.errors import ErrorCode
+from contracts.ingest import ParsedSignal
+from contracts.orders import ExecutionReport, RiskVerdict
+from contracts.partitions import fnv1a_32, partition_of
+from contracts.users import (
+    USER_EVENTS,
+    CloseAllRequested,
+    ReportRecorded,
+    SignalHandled,
+    VerdictRecorded,
+    user_stream,
+)
+from eventstore import AppendResult, ConcurrencyError, EventRegistry, EventStore, OutboxMessage
+from eventstore.group_commit import GroupCommitter
+from eventstore.records import AppendRequest
+from eventstore.store import request as append_request
+from services.actors.core import (
+    CommandContext,
+    UserState,
+    decide_command,
+    decide_signal,
+    decode_state,
+    encode_state,
+    evolve,
+    initial_state,
+)
+from services.actors.locks import KeyedLocks
+from services.actors.membership import Membership
+from services.actors.quotes import QuoteBook
+
+log = logging.getLogger("sigrelay.actors")
+
+REGISTRY = EventRegistry(*USER_EVENTS)
+# Echoes of bus messages: recorded in the user's stream, not published again.
+_NOT_PUBLISHED = (VerdictRecorded, ReportRecorded)
+
+
+@dataclass(slots=True)
+class Slot:
+    state: UserState
+    since_snapshot: int = 0
+    last_used: float = 0.0
+
+
+@dataclass
+class HostStats:
+    signals: int = 0
+    decisions: int = 0
+    intents: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+    commands: int = 0
+    activations: int = 0
+    passivations: int = 0
+    conflicts: int = 0
+    last_fanout_ms: float = 0.0
+
+
+class ActorHost:
+    def __init__(
+        self,
+        store: EventStore,
+        committer: GroupCommitter,
+        *,
+        partitions: int,
+        owned: Iterable[int],
+        snapshot_every: int = 50,
+        idle_s: float = 600.0,
+        chunk: int = 500,
+        parallel_chunks: int = 4,
+        recovery_concurrency: int = 4,
+    ) -> None:
+        self.store = store
+        self.committer = committer
+        self.partitions = partitions
+        self.owned = frozenset(owned)
+        self.snapshot_every = snapshot_every
+        self.idle_s = idle_s
+        self.chunk = chunk
+        self.parallel_chunks = parallel_chunks
+        self.slots: dict[str, Slot] = {}
+        self.locks = KeyedLocks()
+        self.membership = Membership(self.owns)
+        self.quotes = QuoteBook()
+        self.stats = HostStats()
+        self._recovery = asyncio.Semaphore(recovery_concurrency)
+        self._snapshot_due: dict[str, None] = {}
+
+    def owns(self, user_id: str) -> bool:
+        return partition_of(user_id, self.partitions) in self.owned
+
+    async def start(self) -> None:
+        read = await self.membership.load(self.store)
+        log.info(
+            "actors: partitions %s of %d; %d users, %d channels (%d membership events read)",
+            sorted(self.owned),
+            self.partitions,
+            len(self.membership.users),
+            len(self.membership.channels()),
+            read,
+        )
+
+    # --- activation -------------------------------------------------------------
+
+    async def activate(self, users: Sequence[str]) -> None:
+        """Make sure every user in `users` has a slot (snapshot + tail), in bulk."""
+        missing = [u for u in users if u not in self.slots]
+        for start in range(0, len(missing), 1000):
+            async with self._recovery:
+                await self._load([u for u in missing[start : start + 1000] if u not in self.slots])
+
+    async def _load(self, users: list[str]) -> None:
+        if not users:
+            return
+        streams = [user_stream(u) for u in users]
+        snapshots = await self.store.load_snapshots(streams)
+        states = {}
+        for user, stream in zip(users, streams, strict=True):
+            snap = snapshots.get(stream)
+            states[user] = decode_state(snap.data) if snap else initial_state(user)
+        tails = await self.store.read_streams(streams, [states[u].version for u in users])
+        now = time.monotonic()
+        for user, stream in zip(users, streams, strict=True):
+            state = states[user]
+            tail = tails[stream]
+            for recorded in tail:
+                state = evolve(state, REGISTRY.decode(recorded))
+            self.slots[user] = Slot(state=state, since_snapshot=len(tail), last_used=now)
+            if len(tail) >= self.snapshot_every:
+                self._snapshot_due[user] = None
+        self.stats.activations += len(users)
+
+    def _forget(self, user: str) -> None:
+        self.slots.pop(user, None)
+
+    # --- committing decisions ----------------------------------------------------
+
+    def _append_request(self, user: str, events: list[Any], key: str | None) -> AppendRequest:
+        outbox = []
+        events_subject = subjects.stream_events(user_stream(user))
+        for event in events:
+            if isinstance(event, (SignalHandled, CloseAllRequested)):
+                for intent in event.intents:
+                    outbox.append(
+                        OutboxMessage(
+                            subject=subjects.intent(user),
+                            msg_id=intent.intent_id,
+                            payload=encode(intent),
+                        )
+                    )
+            if not isinstance(event, _NOT_PUBLISHED):
+                outbox.append(
+                    OutboxMessage(subject=events_subject, msg_id=event.id, payload=encode(event))
+                )
+        return append_request(
+            user_stream(user),
+            self.slots[user].state.version,
+            events,
+            idempotency_key=key,
+            outbox=outbox,
+        )
+
+    async def _commit(self, decided: dict[str, list[Any]], key: str | None) -> dict[str, bool]:
+        """Append each user's events (one group commit); fold what was written."""
+        users = list(decided)
+        requests = [self._append_request(u, decided[u], key) for u in users]
+        results = await self.committer.submit_many(requests)
+        written: dict[str, bool] = {}
+        now = time.monotonic()
+        for user, result in zip(users, results, strict=True):
+            slot = self.slots[user]
+            if isinstance(result, AppendResult) and not result.duplicate:
+                state = slot.state
+                for event in decided[user]:
+                    state = evolve(state, event)
+                slot.state = state
+                slot.since_snapshot += len(decided[user])
+                slot.last_used = now
+                if slot.since_snapshot >= self.snapshot_every:
+                    self._snapshot_due[user] = None
+                self.membership.apply(user, decided[user])
+                written[user] = True
+            else:
+                # a duplicate (already appended before a crash) or another writer:
+                # the log is the truth, so reload this actor from it next time
+                if isinstance(result, ConcurrencyError):
+                    self.stats.conflicts += 1
+                    log.warning("actors: %s", result)
+                self._forget(user)
+                written[user] = False
+        return written
+
+    # --- control commands --------------------------------------------------------
+
+    async def command(
+        self,
+        user: str,
+        verb: str,
+        request: Any,
+        make_context: Callable[[UserState], Awaitable[CommandContext]],
+        view: Callable[[UserState], Any],
+    ) -> Any:
+        """Run one control command for one user; return `view(state after)`."""
+        async with self.locks.hold(user):
+            await self.activate([user])
+            slot = self.slots[user]
+            ctx = await make_context(slot.state)
+            events = decide_command(slot.state, verb, request, ctx)
+            self.stats.commands += 1
+            if events:
+                written = await self._commit({user: events}, key=None)
+                if not written[user]:
+                    raise ControlError(
+                        ErrorCode.CONFLICT,
+                        f"user {user} was changed concurrently; retry the {verb} request",
+                    )
+            return view(self.slots[user].state)
+
+    # --- signals -----------------------------------------------------------------
+
+    async def on_signal(self, signal: ParsedSignal, now_ns: int) -> int:
+        """Decide `signal` for every subscriber on this host; returns how many decided."""
+        users = self.membership.subscribers(signal.channel)
+        if not users:
+            return 0
+        started = time.perf_counter()
+        offset = fnv1a_32(signal.id.encode()) % len(users)  # nobody is always last
+        users = users[offset:] + users[:offset]
+        self.quotes.now_ns = now_ns
+        gate = asyncio.Semaphore(self.parallel_chunks)
+
+        async def run_chunk(chunk: list[str]) -> int:
+            async with gate, self.locks.hold_all(chunk):
+                await self.activate(chunk)
+                decided = {}
+                for user in chunk:
+                    events = decide_signal(self.slots[user].state, signal, self.quotes, now_ns)
+                    if events:
+                        decided[user] = events
+                if decided:
+                    await self._commit(decided, key=f"signal:{signal.id}")
+                self._count(decided)
+                return len(decided)
+
+        chunks = [users[i : i + self.chunk] for i in range(0, len(users), self.chunk)]
+        counts = await asyncio.gather(*(run_chunk(c) for c in chunks))
+        self.stats.signals += 1
+        self.stats.last_fanout_ms = round((time.perf_counter() - started) * 1000, 2)
+        return sum(counts)
+
+    def _count(self, decided: dict[str, list[Any]]) -> None:
+        for events in decided.values():
+            for event in events:
+                self.stats.decisions += 1
+                if isinstance(event, SignalHandled):
+                    self.stats.intents += len(event.intents)
+                else:
+                    code = getattr(event, "code", "other")
+                    self.stats.refusals[code] = self.stats.refusals.get(code, 0) + 1
+
+    # --- verdicts and reports ----------------------------------------------------
+
+    async def on_verdict(self, verdict: RiskVerdict) -> None:
+        user = verdict.intent.user_id
+        event = VerdictRecorded(
+            id=f"verdict:{verdict.intent.intent_id}",
+            ts=verdict.ts,
+            correlation_id=verdict.intent.signal_id,
+            causation_id=verdict.id,
+            verdict=verdict,
+        )
+        await self._record(user, event, key=event.id)
+
+    async def on_report(self, report: ExecutionReport) -> None:
+        event = ReportRecorded(
+            id=f"report:{report.id}",
+            ts=report.ts,
+            correlation_id=report.signal_id,
+            causation_id=report.id,
+            report=report,
+        )
+        await self._record(report.user_id, event, key=event.id)
+
+    async def _record(self, user: str, event: Any, key: str) -> None:
+        if not self.owns(user):
+            return
+        async with self.locks.hold(user):
+            await self.activate([user])
+            await self._commit({user: [event]}, key=key)
+
+    # --- housekeeping ------------------------------------------------------------
+
+    async def flush_snapshots(self) -> int:
+        due = [u for u in self._snapshot_due if u in self.slots]
+        self._snapshot_due.clear()
+        items = []
+        for user in due:
+            slot = self.slots[user]
+            items.append(
+                (
+                    user_stream(user),
+                    slot.state.version,
+                    "actor.user_state",
+                    encode_state(slot.state),
+                )
+            )
+            slot.since_snapshot = 0
+        for start in range(0, len(items), 1000):
+            await self.store.save_snapshots(items[start : start + 1000])
+        return len(items)
+
+    async def passivate_idle(self) -> int:
+        """Drop actors idle for `idle_s` (after snapshotting them if they moved)."""
+        cutoff = time.monotonic() - self.idle_s
+        idle = [u for u, s in self.slots.items() if s.last_used < cutoff and u not in self.locks]
+        for user in idle:
+            if self.slots[user].since_snapshot:
+                self._snapshot_due[user] = None
+        await self.flush_snapshots()
+        for user in idle:
+            self.slots.pop(user, None)
+        self.stats.passivations += len(idle)
+        return len(idle)

@@ -1,0 +1,335 @@
+"""The actors service: wires an ActorHost to the bus.
+
+- parsed signals (`signals.parsed.>`, one durable consumer per partition set:
+  the host consumes the stream once and routes locally);
+- risk verdicts and execution reports (`orders.verdict.>`, `orders.report.>`);
+- quotes (`prices.>`) for the market view;
+- the control plane: one NATS services endpoint per owned partition,
+  `ctl.p.<p>.*.*`, to which the server maps `ctl.user.<verb>.<user>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.micro.request import Request
+
+from contracts import subjects
+from contracts.channels import CHANNEL_NAME, load_directory
+from contracts.control import ControlError, encode_reply, ok
+from contracts.envelope import Codec, new_id, now_ns
+from contracts.errors import ErrorCode
+from contracts.ingest import ParsedSignal
+from contracts.orders import ExecutionReport, RiskVerdict
+from contracts.partitions import partition_of
+from contracts.users import LinkAccountRequest, SealedToken
+from eventstore.group_commit import GroupCommitter
+from services.actors.control import check_verb_and_user, decode_request, parse_subject
+from services.actors.core import (
+    CommandContext,
+    UserState,
+    positions_view,
+    settings_view,
+    status_view,
+)
+from services.actors.credentials import CredentialVault, MasterKeyRing
+from services.actors.host import ActorHost
+from services.actors.keystore_pg import AccountClaims, PgDataKeyStore
+from services.actors.redaction import redacted_request
+from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
+from services.runtime.service import ServiceContext
+
+log = logging.getLogger("sigrelay.actors")
+
+
+def owned_partitions(text: str, partitions: int) -> list[int]:
+    """`all`, `3`, `0-7` or `0,2,4-6` -> partition numbers, each checked."""
+    if text.strip() in ("", "all"):
+        return list(range(partitions))
+    out: set[int] = set()
+    for part in text.split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high) if sep else int(low)
+        except ValueError:
+            raise ValueError(
+                f"owned partitions {text!r}: {part!r} is not a number or range"
+            ) from None
+        if not 0 <= first <= last < partitions:
+            raise ValueError(f"owned partitions {text!r}: {part!r} is outside 0-{partitions - 1}")
+        out.update(range(first, last + 1))
+    return sorted(out)
+
+
+class ActorsService:
+    name: ClassVar[str] = "actors"
+
+    def __init__(self) -> None:
+        self.host: ActorHost | None = None
+        self._ctx: ServiceContext | None = None
+        self._vault: CredentialVault | None = None
+        self._claims: AccountClaims | None = None
+        self._seen_channels: set[str] = set()
+        self._consumers: list[JetStreamConsumer] = []
+
+    # --- running -------------------------------------------------------------------
+
+    async def run(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        env = ctx.settings.env
+        owned = owned_partitions(
+            env.get("SIGRELAY_OWNED_PARTITIONS", "all"), ctx.settings.partitions
+        )
+        committer = GroupCommitter(ctx.store, max_batch=1000)
+        committer.start()
+        self.host = ActorHost(ctx.store, committer, partitions=ctx.settings.partitions, owned=owned)
+        ring = MasterKeyRing.from_env(env, home=ctx.settings.home)
+        self._vault = CredentialVault(ring, PgDataKeyStore(ctx.store))
+        self._claims = AccountClaims(ctx.store)
+        await self.host.start()
+        await self.host.quotes.subscribe(ctx.nc)
+        await self._serve_control(ctx, owned)
+        tag = "all" if len(owned) == ctx.settings.partitions else "-".join(map(str, owned))
+        self._consumers = [
+            self._consumer(
+                ctx,
+                f"actors-signals-{tag}",
+                f"{subjects.PARSED}.>",
+                ParsedSignal,
+                self._on_signal,
+                concurrency=1,
+            ),
+            self._consumer(
+                ctx,
+                f"actors-verdicts-{tag}",
+                f"{subjects.VERDICT}.>",
+                RiskVerdict,
+                self._on_verdict,
+            ),
+            self._consumer(
+                ctx,
+                f"actors-reports-{tag}",
+                f"{subjects.REPORT}.>",
+                ExecutionReport,
+                self._on_report,
+            ),
+        ]
+        tasks = [asyncio.create_task(c.run(), name=c.spec.durable) for c in self._consumers]
+        tasks.append(asyncio.create_task(self._housekeeping(), name="actors.housekeeping"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.host.flush_snapshots()
+            await committer.stop()
+            await self.host.quotes.close()
+
+    def _consumer(
+        self,
+        ctx: ServiceContext,
+        durable: str,
+        subject: str,
+        type_: type[Any],
+        handler: Callable[[Any, Msg], Awaitable[None]],
+        *,
+        concurrency: int = 256,
+    ) -> JetStreamConsumer:
+        stream = "SIGNALS" if subject.startswith(subjects.PARSED) else "ORDERS"
+        return JetStreamConsumer(
+            ctx.js,
+            ConsumerConfigSpec(
+                service="actors",
+                stream=stream,
+                durable=durable,
+                filter_subject=subject,
+                concurrency=concurrency,
+                ack_wait_s=10.0,
+            ),
+            Codec(type_),
+            handler,
+        )
+
+    async def _serve_control(self, ctx: ServiceContext, owned: list[int]) -> None:
+        """One endpoint per owned partition, registered once the host can answer."""
+        if ctx.micro is None:
+            raise RuntimeError("the actors service needs the NATS services API (ctx.micro)")
+        for partition in owned:
+            await ctx.micro.add_endpoint(
+                name=f"p{partition}",
+                subject=subjects.ctl_partition(partition),
+                handler=self._on_control,
+                queue_group=f"actors-p{partition}",
+            )
+
+    async def _housekeeping(self) -> None:
+        assert self.host is not None
+        ticks = 0
+        while True:
+            await asyncio.sleep(1.0)
+            ticks += 1
+            try:
+                await self.host.flush_snapshots()
+                if ticks % 60 == 0:
+                    await self.host.passivate_idle()
+            except Exception as exc:  # a failed snapshot only costs recovery time
+                log.warning("actors: housekeeping failed: %r", exc)
+
+    # --- bus handlers ----------------------------------------------------------------
+
+    async def _on_signal(self, signal: ParsedSignal, msg: Msg) -> None:
+        assert self.host is not None
+        self._seen_channels.add(signal.channel)
+        await self.host.on_signal(signal, now_ns())
+
+    async def _on_verdict(self, verdict: RiskVerdict, msg: Msg) -> None:
+        assert self.host is not None
+        await self.host.on_verdict(verdict)
+
+    async def _on_report(self, report: ExecutionReport, msg: Msg) -> None:
+        assert self.host is not None
+        await self.host.on_report(report)
+
+    # --- control plane ---------------------------------------------------------------
+
+    async def _on_control(self, req: Request) -> None:
+        user = ""
+        verb = ""
+        try:
+            partition, verb, user = parse_subject(req.subject)
+            check_verb_and_user(verb, user)
+            self._check_partition(partition, user)
+            request = decode_request(verb, req.data)
+            data = await self._command(user, verb, request)
+            reply = ok(data)
+        except ControlError as exc:
+            reply = exc.reply()
+        except Exception as exc:  # never die on input; say what went wrong
+            log.exception("actors: control %s for %s failed", verb, user)
+            reply = ControlError(ErrorCode.INTERNAL, f"{verb} failed: {exc!r}").reply()
+        body = encode_reply(reply)
+        await req.respond(body)
+        await self._audit(user, verb, req.data, body)
+
+    def _check_partition(self, partition: int, user: str) -> None:
+        assert self.host is not None
+        expected = partition_of(user, self.host.partitions)
+        if partition != expected or partition not in self.host.owned:
+            # a client may address ctl.p.<n> directly (permissions allow it): refuse
+            # a user that does not live there, so no host touches another's users
+            raise ControlError(
+                ErrorCode.INVALID_VALUE,
+                f"user {user} belongs to partition {expected}, not {partition}",
+                field="user",
+            )
+
+    async def _command(self, user: str, verb: str, request: Any) -> Any:
+        assert self.host is not None and self._vault is not None and self._claims is not None
+        request_id = new_id()
+        sealed: SealedToken | None = None
+        claimed: str | None = None
+        taken = False
+        if verb == "link_account":
+            assert isinstance(request, LinkAccountRequest)
+            account_id = f"paper-{user}" if request.account_id == "paper" else request.account_id
+            if request.token and request.account_id != "paper":
+                secret = await self._vault.seal(user, f"metaapi-token:{account_id}", request.token)
+                sealed = SealedToken(
+                    key_version=secret.key_version, nonce=secret.nonce, ciphertext=secret.ciphertext
+                )
+            owner = await self._claims.claim(account_id, user)
+            taken = owner != user
+            claimed = account_id if not taken else None
+
+        async def make_context(state: UserState) -> CommandContext:
+            return CommandContext(
+                now_ns=now_ns(),
+                user_id=user,
+                request_id=request_id,
+                sealed_token=sealed,
+                account_taken=taken,
+                known_channels=self._known_channel,
+            )
+
+        view = _VIEWS.get(verb, status_view)
+        try:
+            before = self.host.slots.get(user)
+            old_account = (
+                before.state.account.account_id if before and before.state.account else None
+            )
+            data = await self.host.command(user, verb, request, make_context, view)
+        except ControlError:
+            if claimed is not None:
+                await self._claims.release(user, claimed)
+            raise
+        if verb == "unlink_account" and old_account:
+            await self._claims.release(user, old_account)
+        if verb == "delete":
+            await self._vault.shred(user)
+            await self._claims.release(user)
+        return data
+
+    def _known_channel(self, channel: str) -> bool:
+        if not CHANNEL_NAME.match(channel):
+            return False
+        assert self._ctx is not None
+        directory = load_directory(self._ctx.settings.home, self._ctx.settings.env)
+        return (
+            channel in directory.channels
+            or channel in self._seen_channels
+            or bool(self.host and channel in self.host.membership.by_channel)
+        )
+
+    async def _audit(self, user: str, verb: str, request: bytes, reply: bytes) -> None:
+        if self._ctx is None or not user:
+            return
+        record = {
+            "type": "audit.control",
+            "id": new_id(),
+            "ts": now_ns(),
+            "user_id": user,
+            "verb": verb,
+            "request": redacted_request(request),
+            "reply": msgspec.json.decode(reply),
+        }
+        with contextlib.suppress(Exception):  # the reply went out; audit is best effort here
+            await self._ctx.nc.publish(
+                f"{subjects.AUDIT}.control.{subjects.token(user)}", msgspec.json.encode(record)
+            )
+
+    def stats(self) -> dict[str, Any]:
+        host = self.host
+        if host is None:
+            return {}
+        s = host.stats
+        return {
+            "partitions_owned": len(host.owned),
+            "users": len(host.membership.users),
+            "actors_in_memory": len(host.slots),
+            "channels": len(host.membership.channels()),
+            "signals": s.signals,
+            "decisions": s.decisions,
+            "intents": s.intents,
+            "refusals": dict(s.refusals),
+            "commands": s.commands,
+            "activations": s.activations,
+            "passivations": s.passivations,
+            "conflicts": s.conflicts,
+            "last_fanout_ms": s.last_fanout_ms,
+            "quotes": len(host.quotes),
+            "group_commits": host.committer.commits,
+        }
+
+
+_VIEWS: dict[str, Callable[[UserState], Any]] = {
+    "positions": positions_view,
+    "settings": settings_view,
+}
