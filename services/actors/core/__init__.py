@@ -1,0 +1,59 @@
+"""The pure core of a user's actor: state, evolve, and decisions on commands and signals.
+
+No I/O, no clock, no randomness: time and ids come in with the input, so the
+same state and input always give the same events.
+"""
+
+from .commands import CommandContext, decide_command
+from .patch import ALIASES, apply_patch, check_settings
+from .planning import MarketView, Refusal, map_symbol, plan_open
+from .signals import SignalEvent, decide_signal, signal_event_id
+from .state import (
+    DEFAULT_SETTINGS,
+    LIVE_STATUSES,
+    Account,
+    Leg,
+    Subscription,
+    Today,
+    UserEvent,
+    UserState,
+    day_of,
+    decode_state,
+    encode_state,
+    evolve,
+    fold,
+    initial_state,
+)
+from .views import positions_view, settings_view, status_view
+
+__all__ = [
+    "ALIASES",
+    "DEFAULT_SETTINGS",
+    "LIVE_STATUSES",
+    "Account",
+    "CommandContext",
+    "Leg",
+    "MarketView",
+    "Refusal",
+    "SignalEvent",
+    "Subscription",
+    "Today",
+    "UserEvent",
+    "UserState",
+    "apply_patch",
+    "check_settings",
+    "day_of",
+    "decide_command",
+    "decide_signal",
+    "decode_state",
+    "encode_state",
+    "evolve",
+    "fold",
+    "initial_state",
+    "map_symbol",
+    "plan_open",
+    "positions_view",
+    "settings_view",
+    "signal_event_id",
+    "status_view",
+]
