@@ -70,6 +70,7 @@ class ExecutionReport(Envelope, frozen=True, kw_only=True, tag="order.report"):
     action: IntentAction
     leg: int = 1
     status: ReportStatus
+    target_intent_id: str | None = None  # for modify/close/cancel: the open leg acted on
     symbol: str = ""
     side: Side | None = None
     order_id: str | None = None

@@ -88,7 +88,13 @@ class ActorsService:
         )
         committer = GroupCommitter(ctx.store, max_batch=1000)
         committer.start()
-        self.host = ActorHost(ctx.store, committer, partitions=ctx.settings.partitions, owned=owned)
+        self.host = ActorHost(
+            ctx.store,
+            committer,
+            partitions=ctx.settings.partitions,
+            owned=owned,
+            snapshot_every=int(env.get("SIGRELAY_SNAPSHOT_EVERY", "50")),
+        )
         ring = MasterKeyRing.from_env(env, home=ctx.settings.home)
         self._vault = CredentialVault(ring, PgDataKeyStore(ctx.store))
         self._claims = AccountClaims(ctx.store)

@@ -154,6 +154,11 @@ def _new_message(
         target = _latest_open(state, getattr(result, "symbol", None))
         if target is not None:
             link, signal_id = "follows", target.signal_id
+    if link == "completes":
+        # the actors see one complete ticket: the alert's side and symbol, the details' levels
+        alert = state.messages.get(int(signal_id.rsplit(":", 1)[1]))
+        if alert is not None and isinstance(alert.result, OpenSignal):
+            result = merge_ticket(alert.result, result)
     return ParsedSignal(
         id=f"parsed:{raw.dedup_id}",
         ts=raw.ts,
@@ -169,6 +174,31 @@ def _new_message(
         link=link,
         reply_to_signal=answers,
     )
+
+
+def merge_ticket(alert: OpenSignal, details: ParseResult) -> ParseResult:
+    """A bare alert completed by its details, as one open signal."""
+    if isinstance(details, OpenSignal):
+        return msgspec.structs.replace(
+            details,
+            symbol=details.symbol or alert.symbol,
+            side=details.side or alert.side,
+            rule=f"{details.rule}+alert",
+        )
+    if isinstance(details, ModifySignal) and details.action == "set_levels":
+        return OpenSignal(
+            symbol=details.symbol or alert.symbol,
+            side=alert.side,
+            order_type=alert.order_type,
+            entry=details.entry,
+            entry_range=details.entry_range,
+            sl=details.sl,
+            tps=details.tps,
+            sl_pips=details.sl_pips,
+            rule=f"{details.rule}+alert",
+            also=details.also,
+        )
+    return details
 
 
 def _has_levels(result: OpenSignal) -> bool:

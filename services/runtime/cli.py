@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from services.runtime import registry
@@ -40,24 +40,27 @@ def _cmd_service(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     return 0
 
 
+def _database(settings: RuntimeSettings) -> tuple[str, Callable[[], None]]:
+    """DATABASE_URL, or the embedded Postgres (started if needed; the callable stops
+    it again only if this process started it)."""
+    if settings.database_url is not None:
+        return settings.database_url, lambda: None
+    from infra.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres()
+    return pg.start(settings.home), pg.stop
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     from eventstore.migrate import migrate
 
-    if settings.database_url is None:
-        from infra.embedded import EmbeddedPostgres
-
-        pg = EmbeddedPostgres()
-        url = pg.start(settings.home)
-    else:
-        pg, url = None, settings.database_url
+    url, stop = _database(settings)
     try:
         applied = _run(migrate(url))
-        print(
-            json.dumps({"applied": [f"{m.version:03d}_{m.name}" for m in applied], "database": url})
-        )
+        names = [f"{m.version:03d}_{m.name}" for m in applied]
+        print(json.dumps({"applied": names, "database": url}))
     finally:
-        if pg is not None:
-            pg.stop()
+        stop()
     return 0
 
 
@@ -166,6 +169,33 @@ def _cmd_channels(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     return 0
 
 
+def _cmd_keys_rotate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    """Re-wrap every user's data key under the active (first) master key."""
+    import msgspec
+
+    from eventstore import EventStore
+    from eventstore.migrate import migrate
+    from services.actors.credentials import CredentialVault, MasterKeyRing
+    from services.actors.keystore_pg import PgDataKeyStore
+
+    async def go() -> Any:
+        url, stop = _database(settings)
+        try:
+            await migrate(url)
+            store = await EventStore.connect(url, min_size=1, max_size=2)
+            try:
+                ring = MasterKeyRing.from_env(settings.env, home=settings.home)
+                return await CredentialVault(ring, PgDataKeyStore(store)).rotate()
+            finally:
+                await store.close()
+        finally:
+            stop()
+
+    report = _run(go())
+    print(json.dumps(msgspec.to_builtins(report)))
+    return 0 if not report.failed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sigrelay", description="Telegram-to-MetaTrader signal copier"
@@ -194,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--title", help="a human name")
     add.set_defaults(func=_cmd_channels)
     channels_sub.add_parser("list", help="print the directory").set_defaults(func=_cmd_channels)
+
+    keys = sub.add_parser("keys", help="master keys of the credential vault")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser(
+        "rotate",
+        help="re-wrap every data key under the first key of SIGRELAY_MASTER_KEYS",
+    ).set_defaults(func=_cmd_keys_rotate)
 
     ctl = sub.add_parser("ctl", help="one control request (JSON reply; non-zero exit on error)")
     ctl.add_argument("verb", help="register, link_account, subscribe, settings, status, … stats")

@@ -50,6 +50,7 @@ _SPECULATIVE_RE = re.compile(
     r"plan|bias|analysis|outlook|forecast|prediction|if|when|once|would|think|"
     r"recommend\w*|should)(?![a-zа-яё\u00c0-\u024f\u1e00-\u1eff])"
 )
+_NOT_NL_RE = re.compile(r"[^\n]")
 _SET_SL_WORDS = frozenset(("place", "placed", "put", "new", "updated", "update", "now", "adjusted"))
 _PRIORITY = {"add_entry": 1}
 
@@ -70,15 +71,12 @@ def parse_text(text: str, context: ParseContext | None) -> Instruction:
         # the ticket is read without the instructions' words ("chốt sell buy 4142")
         ticket_text = _blank(norm, found)
         ticket_draft = lv.read(ticket_text, _split(ticket_text, tk.tokenize(ticket_text))[0])
+    ticket = _open(ticket_draft, ticket_text, symbol, context)
+    if ticket is not None and (ticket_draft.entries or ticket_draft.has_exits):
         first = draft.first_pos if draft.first_pos >= 0 else len(norm)
         leading = [f for f in found if f.start <= first]
         if leading:
-            ticket = _open(ticket_draft, ticket_text, symbol, context)
-            if ticket is not None and (ticket_draft.entries or ticket_draft.has_exits):
-                return _instructions(leading, draft, symbol, context, [ticket])
-
-    ticket = _open(ticket_draft, ticket_text, symbol, context)
-    if ticket is not None and (ticket_draft.entries or ticket_draft.has_exits):
+            return _instructions(leading, draft, symbol, context, [ticket])
         extra = [_open(lv.read(norm, g), norm, None, context) for g in groups[1:]]
         more = tuple(t for t in extra if isinstance(t, OpenSignal))
         return _with_also(ticket, more) if more else ticket
@@ -92,16 +90,12 @@ def parse_text(text: str, context: ParseContext | None) -> Instruction:
 
 def _split(text: str, tokens: list[tk.Token]) -> list[list[tk.Token]]:
     """Token groups of the separate tickets in one message (usually one)."""
-    heads = 0
-    for tok in tokens:
-        if tok[0] == tk.SIDE or tok[0] == tk.SYM:
-            heads += 1
-    if heads <= 1:  # fast path: one headline, one ticket
+    kinds = [tok[0] for tok in tokens]
+    if kinds.count(tk.SIDE) + kinds.count(tk.SYM) <= 1:  # fast path: one headline, one ticket
         return [tokens]
     groups: list[list[tk.Token]] = [[]]
     group_symbol: str | None = None
     has_levels = False
-    line_start = 0
     prev_nl = False
     blank_before = False
     for i, tok in enumerate(tokens):
@@ -109,36 +103,39 @@ def _split(text: str, tokens: list[tk.Token]) -> list[list[tk.Token]]:
         if kind == tk.NL:
             blank_before = prev_nl
             prev_nl = True
-            line_start = i + 1
             groups[-1].append(tok)
             continue
         if prev_nl or i == 0:
             # the first token of a line: does a new ticket start here?
-            line = _line(tokens, i)
-            sides = any(t[0] == tk.SIDE for t in line)
-            syms = {t[3] for t in line if t[0] == tk.SYM}
+            sides, syms = _line_heads(tokens, i)
             new_symbol = bool(syms) and group_symbol is not None and group_symbol not in syms
             if has_levels and ((blank_before and (sides or new_symbol)) or new_symbol):
                 groups.append([])
                 has_levels = False
                 group_symbol = None
             if group_symbol is None and syms:
-                group_symbol = next(t[3] for t in line if t[0] == tk.SYM)  # type: ignore[assignment]
+                group_symbol = syms[0]
         prev_nl = False
         if kind in (tk.SL, tk.TP):
             has_levels = True
         groups[-1].append(tok)
-    del line_start
     return groups
 
 
-def _line(tokens: list[tk.Token], i: int) -> list[tk.Token]:
-    out = []
-    for tok in tokens[i:]:
-        if tok[0] == tk.NL:
+def _line_heads(tokens: list[tk.Token], i: int) -> tuple[bool, list[str]]:
+    """Whether the line starting at token `i` has a side word, and its symbols in order."""
+    sides = False
+    syms: list[str] = []
+    for j in range(i, len(tokens)):
+        tok = tokens[j]
+        kind = tok[0]
+        if kind == tk.NL:
             break
-        out.append(tok)
-    return out
+        if kind == tk.SIDE:
+            sides = True
+        elif kind == tk.SYM:
+            syms.append(tok[3])  # type: ignore[arg-type]
+    return sides, syms
 
 
 def _message_symbol(tokens: list[tk.Token]) -> str | None:
@@ -179,12 +176,12 @@ def _context_price(context: ParseContext | None) -> float | None:
 
 
 def _blank(text: str, items: list[Found]) -> str:
-    chars = list(text)
     for f in items:
-        for i in range(f.start, f.end):
-            if chars[i] != "\n":
-                chars[i] = " "
-    return "".join(chars)
+        span = text[f.start : f.end]
+        # spans may overlap: blanking twice is blanking once
+        blank = _NOT_NL_RE.sub(" ", span) if "\n" in span else " " * len(span)
+        text = text[: f.start] + blank + text[f.end :]
+    return text
 
 
 def _open(

@@ -119,13 +119,14 @@ def _side(word: str) -> str:
 
 
 # Cheap literal pre-checks (no lookbehind, so the regex engine skips fast):
-# most tickets hold no management words at all.
+# most tickets hold no management words at all. Every alternative starts with
+# a literal so that the engine scans for their first characters in C.
 _BE_HINT = re.compile(
     r"be(?![a-z])|b\.e|b/e|break|entr|open ?price|бу|безубыт|hòa|hoà|an toàn|risk.?free|zabezp"
 )
 _MOVE_HINT = re.compile(
     r"mov|shift|chang|adjust|updat|put|make|max|trail|modif|correct|rais|lower|dời|dịch|rời|"
-    r"двига|перенос|передвига|переставля|przesu|ustaw|new|(?:sl|loss) ?(?:to|->|=>)"
+    r"двига|перенос|передвига|переставля|przesu|ustaw|new|sl ?(?:to|->|=>)|loss ?(?:to|->|=>)"
 )
 _ADD_HINT = re.compile(r"add|vào thêm|перезаход|enter|dobieramy|double")
 _CLOSE_HINT = re.compile(

@@ -47,6 +47,10 @@ _ORDINAL_RE = re.compile(
 )
 
 
+# Pre-checks without lookbehinds (the engine scans for their first character
+# in C): every match of the rewrite they guard contains a match of them.
+_DIGIT_COMMA_RE = re.compile(r"\d,\d")
+_INDEX_DOT_HINT_RE = re.compile(r"(?:tp|t\.p|target|tg)\d\.")
 _ORDINAL_HINT_RE = re.compile(r"\d(?:st|nd|rd|th)|\d (?:tp|take|target|tg)")
 
 
@@ -89,10 +93,10 @@ def normalize(text: str) -> str:
     if "*" in text or "`" in text or "~" in text or "|" in text:
         text = _STAR_IN_NUMBER_RE.sub("", text)
         text = _MARKUP_RE.sub(" ", text)
-    if "," in text:
+    if "," in text and _DIGIT_COMMA_RE.search(text):
         text = _THOUSANDS_RE.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), text)
         text = _DECIMAL_COMMA_RE.sub(_decimal_comma, text)
-    if "." in text:
+    if "." in text and _INDEX_DOT_HINT_RE.search(text):
         text = _INDEX_DOT_RE.sub(r"\1\2 ", text)
     text = _LINE_INDEX_RE.sub(" ", text)
     if _ORDINAL_HINT_RE.search(text):

@@ -98,6 +98,7 @@ def reference_price(values: list[float]) -> float | None:
     positive = [v for v in values if v > 0]
     if not positive:
         return None
-    top = max(int_digits(v) for v in positive)
-    bucket = sorted(v for v in positive if int_digits(v) == top)
+    digits = [int_digits(v) for v in positive]  # once per value: it formats a string
+    top = max(digits)
+    bucket = sorted(v for v, k in zip(positive, digits, strict=True) if k == top)
     return bucket[len(bucket) // 2]

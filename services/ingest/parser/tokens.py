@@ -39,6 +39,10 @@ WORD = 18  # an unknown word (a=the word)
 _END = r"(?![a-zа-яё\u00c0-\u024f\u1e00-\u1eff])"
 _NB = r"(?<![a-zа-яё\u00c0-\u024f\u1e00-\u1eff0-9])"
 _NUMSTART = r"(?<!\d)(?<!\d\.)"
+# A number that is never given back: what may follow it (a unit, a separator)
+# cannot start with a digit or ".", so backtracking into it could not succeed;
+# possessive quantifiers skip those retries (a quarter of the number scan).
+_DIGITS = r"\d++(?:\.\d++)?+"
 
 _LETTER_ALTERNATIVES = "|".join(
     (
@@ -76,9 +80,9 @@ _PATTERN = "|".join(
         r"(?=\d)(?:"
         rf"(?P<skip>{_NUMSTART}(?:(?:19|20)\d{{2}}[./-][01]?\d[./-][0-3]?\d|[0-3]?\d[./-][01]?\d[./-](?:19|20)\d{{2}}"
         r"|[0-3]?\d/[01]?\d/\d{2}|\d{1,2}-[a-z]{3}-\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)(?![\d.]\d|\d)"
-        r"|(?<!\d)(?<!\d\.)(?:\d+(?:\.\d+)? ?%|\d+(?:\.\d+)? ?(?:lots?(?! ?size)|x|usd|dollars?|doller|k)(?![a-z])"
+        rf"|(?<!\d)(?<!\d\.)(?:{_DIGITS} ?%|{_DIGITS} ?(?:lots?(?! ?size)|x|usd|dollars?|doller|k)(?![a-z])"
         r"|\d{1,2} ?(?:m|min|mins|h|hr|hrs|hours?|d|days?|w|weeks?|м|мин|ч)(?![a-zа-я])))"
-        rf"|(?P<pips>{_NUMSTART}\d+(?:\.\d+)?(?: ?[-/,] ?\d+(?:\.\d+)?)*\.? ?(?:pips?|pts|points?|giá){_END})"
+        rf"|(?P<pips>{_NUMSTART}{_DIGITS}(?: ?[-/,] ?{_DIGITS})*+\.? ?(?:pips?|pts|points?|giá){_END})"
         rf"|(?P<num>{_NUMSTART}\d+(?:\.\d+)?(?:\.x+{_END})?))",
         r"(?P<hashnum>(?<![a-z0-9])#\d+)",
         rf"(?=[#$]?[^\W\d_]){_NB}(?:{_LETTER_ALTERNATIVES})",
@@ -88,6 +92,7 @@ _PATTERN = "|".join(
 )
 _TOKEN_RE = re.compile(_PATTERN)
 _STRIP_RE = re.compile(r"[\s#$/_.\-]+")
+_PIP_VALUES_RE = re.compile(r"\d+(?:\.\d+)?")
 _SYNTH_RE = re.compile(r"(volatility|vol|vix|boom|crash|step|jump)\s?(\d*)")
 
 _KINDS = {
@@ -131,63 +136,79 @@ def _symbol(group: str, raw: str) -> str:
     return symbol
 
 
+_SYMBOL_GROUPS = frozenset(("fx", "crypto", "index", "synth", "alias"))
+_DROPPED = frozenset(("skip", "hashnum", "tfx"))
+
+
 def tokenize(text: str) -> list[Token]:
     """Tokens of a normalised text, in order."""
     out: list[Token] = []
     append = out.append
+    fillers = lx.FILLERS
+    # branches in order of frequency (numbers, words, newlines are 2/3 of all matches)
     for m in _TOKEN_RE.finditer(text):
         group = m.lastgroup
-        if group is None or group in ("skip", "hashnum", "tfx"):
-            continue
-        start, end = m.span()
         if group == "num":
-            raw = m.group("num")
-            if "x" in raw:
-                raw = raw.split(".x")[0]
-            if len(raw) > 16:  # not a price; and float() of it could overflow later
-                continue
-            if out and out[-1][0] == NUM and _split_number(text, out[-1], raw, start):
-                # "SL 1 7786": a decimal point typed as a space; keep both readings
-                prev = out.pop()
-                head = prev[4][0]  # type: ignore[index]
-                append((NUM, prev[1], end, prev[3], (head, (float(f"{head}.{raw}"),))))
-                continue
-            dot = raw.find(".")
-            if dot >= 4 and len(raw) - dot - 1 == dot and _dot_zone(raw, dot):
-                # "Sell 4350.4355": a zone written with a dot between the edges
-                append((NUM, start, start + dot, float(raw[:dot]), (raw[:dot], ())))
-                append((NUM, start + dot + 1, end, float(raw[dot + 1 :]), (raw[dot + 1 :], ())))
-                continue
-            append((NUM, start, end, float(raw), (raw, ())))
+            _number(text, m, out)
+        elif group == "word":
+            word = m.group()
+            if word not in fillers:
+                append((WORD, m.start(), m.end(), word, None))
+        elif group == "nl":
+            append((NL, m.start(), m.end(), "\n", None))
+        elif group is None or group in _DROPPED:
+            continue
+        elif group == "tp":
+            idx = m.group("tpi") or m.group("tpj")
+            append((TP, m.start(), m.end(), int(idx) if idx else None, None))
         elif group == "side":
             word = m.group("sw").lstrip("#")
             side = "buy" if word in lx.BUY_SET else "sell"
-            append((SIDE, start, end, side, m.group("order")))
-        elif group == "tp":
-            idx = m.group("tpi") or m.group("tpj")
-            append((TP, start, end, int(idx) if idx else None, None))
+            append((SIDE, m.start(), m.end(), side, m.group("order")))
+        elif group in _SYMBOL_GROUPS:
+            append((SYM, m.start(), m.end(), _symbol(group, m.group(group)), None))
         elif group == "pips":
+            start = m.start()
             raw = m.group("pips")
-            values = tuple(float(v) for v in re.findall(r"\d+(?:\.\d+)?", raw))
+            values = tuple(float(v) for v in _PIP_VALUES_RE.findall(raw))
             if "giá" in raw:  # Vietnamese: one "giá" is ten pips
                 values = tuple(v * 10 for v in values)
-            append((PIPS, start, end, values, _signed(text, start)))
-        elif group in ("fx", "crypto", "index", "synth", "alias"):
-            append((SYM, start, end, _symbol(group, m.group(group)), None))
+            append((PIPS, start, m.end(), values, _signed(text, start)))
         elif group == "tag":
             name = m.group("tag")[1:]
             if name in lx.TAG_STOPWORDS:
                 continue
-            append((TAG if m.group("tag")[0] == "#" else SYM, start, end, name.upper(), None))
+            kind = TAG if m.group("tag")[0] == "#" else SYM
+            append((kind, m.start(), m.end(), name.upper(), None))
         elif group == "mark":
-            append((MARK, start, end, "sl" if m.group("mark") == SL_MARK else "tp", None))
-        elif group == "word":
-            word = m.group("word")
-            if word not in lx.FILLERS:
-                append((WORD, start, end, word, None))
+            mark = "sl" if m.group("mark") == SL_MARK else "tp"
+            append((MARK, m.start(), m.end(), mark, None))
         else:
-            append((_KINDS[group], start, end, m.group(group), None))
+            append((_KINDS[group], m.start(), m.end(), m.group(group), None))
     return out
+
+
+def _number(text: str, m: re.Match[str], out: list[Token]) -> None:
+    """Appends the token(s) of a matched number, or none for one too long to be a price."""
+    start, end = m.span()
+    raw = m.group("num")
+    if "x" in raw:
+        raw = raw.split(".x")[0]
+    if len(raw) > 16:  # not a price; and float() of it could overflow later
+        return
+    if out and out[-1][0] == NUM and _split_number(text, out[-1], raw, start):
+        # "SL 1 7786": a decimal point typed as a space; keep both readings
+        prev = out.pop()
+        head = prev[4][0]  # type: ignore[index]
+        out.append((NUM, prev[1], end, prev[3], (head, (float(f"{head}.{raw}"),))))
+        return
+    dot = raw.find(".")
+    if dot >= 4 and len(raw) - dot - 1 == dot and _dot_zone(raw, dot):
+        # "Sell 4350.4355": a zone written with a dot between the edges
+        out.append((NUM, start, start + dot, float(raw[:dot]), (raw[:dot], ())))
+        out.append((NUM, start + dot + 1, end, float(raw[dot + 1 :]), (raw[dot + 1 :], ())))
+        return
+    out.append((NUM, start, end, float(raw), (raw, ())))
 
 
 def _dot_zone(raw: str, dot: int) -> bool:

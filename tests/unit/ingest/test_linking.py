@@ -126,3 +126,21 @@ def test_decide_twice_on_same_input_then_identical_events():
     message = raw(11, "be", reply_to=10)
 
     assert decide(state, message, PARSE, CONFIG) == decide(state, message, PARSE, CONFIG)
+
+
+def test_alert_then_side_less_details_then_published_as_one_complete_open():
+    details = ModifySignal(action="set_levels", entry=4357.0, sl=4340.0, tps=(4365.0,))
+    parse = TableParse({"gold buy now": ALERT, "details": details})
+    state = ChannelState(channel="gold")
+    out = []
+    for message in (raw(20, "gold buy now"), raw(21, "details", at_s=40)):
+        for event in decide(state, message, parse, CONFIG):
+            state = evolve(state, event)
+            if isinstance(event, ParsedSignal):
+                out.append(event)
+
+    ticket = out[1]
+    assert ticket.link == "completes" and ticket.signal_id == "gold:20"
+    assert isinstance(ticket.result, OpenSignal)
+    assert (ticket.result.side, ticket.result.symbol, ticket.result.sl) == ("buy", "XAUUSD", 4340.0)
+    assert ticket.result.tps == (4365.0,)

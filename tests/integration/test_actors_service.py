@@ -1,0 +1,294 @@
+"""The actor host and its control plane on real NATS and Postgres, the host a real process."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import nats
+import psycopg
+import pytest
+
+from contracts.channels import ChannelDirectory, ChannelInfo, save_directory
+from contracts.partitions import partition_of
+from contracts.users import USER_EVENTS, AccountLinked, user_stream
+from eventstore import EventRegistry, EventStore
+from eventstore.migrate import migrate
+from services.actors.core import decode_state, evolve, initial_state
+from services.actors.credentials import CredentialVault, MasterKeyRing
+from services.actors.credentials.envelope import SealedSecret
+from services.actors.credentials.vault import SecretShredded
+from services.actors.keystore_pg import PgDataKeyStore
+from tests.support.control import ctl, raw_request, wait_serving
+from tests.support.processes import REPO, start_service, stop
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = EventRegistry(*USER_EVENTS)
+TOKEN = "tok-SECRET-" + "q" * 40
+
+
+def master_key(kid: str) -> str:
+    return f"{kid}:" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+KEY_A = master_key("ka")
+KEY_B = master_key("kb")
+
+
+class Actors:
+    def __init__(self, nats_server, database_url: str, home: Path) -> None:
+        self.nats_server = nats_server
+        self.database_url = database_url
+        self.home = home
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *, owned: str = "all", keys: str = KEY_A) -> subprocess.Popen[bytes]:
+        proc = start_service(
+            "actors",
+            nats_url=self.nats_server.url_for("actors"),
+            database_url=self.database_url,
+            home=self.home,
+            extra_env={
+                "SIGRELAY_OWNED_PARTITIONS": owned,
+                "SIGRELAY_MASTER_KEYS": keys,
+                "SIGRELAY_SNAPSHOT_EVERY": "3",
+            },
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            stop(proc)
+
+
+@pytest.fixture
+async def actors(isolated_nats, database_url: str, tmp_path: Path):
+    await migrate(database_url)
+    home = tmp_path / "home"
+    save_directory(
+        home,
+        ChannelDirectory(
+            channels={"gold": ChannelInfo(default_symbol="XAUUSD"), "fx": ChannelInfo()}
+        ),
+    )
+    harness = Actors(isolated_nats, database_url, home)
+    nc = await nats.connect(isolated_nats.url_for("ctl"))
+    try:
+        yield harness, nc
+    finally:
+        harness.stop_all()
+        await nc.close()
+
+
+async def setup_user(nc, user: str, n: int) -> None:
+    assert (await ctl(nc, "register", user, display_name=f"User {n}"))["ok"]
+    assert (await ctl(nc, "link_account", user, account_id="paper"))["ok"]
+    assert (await ctl(nc, "subscribe", user, channel="gold"))["ok"]
+    if n % 2:
+        assert (await ctl(nc, "subscribe", user, channel="fx", overrides={"max_signal_age_s": 30}))[
+            "ok"
+        ]
+    assert (await ctl(nc, "settings", user, lot=0.01 * (1 + n % 5), suffix=".m"))["ok"]
+    if n % 3 == 0:
+        assert (await ctl(nc, "pause", user, reason="holiday"))["ok"]
+    if n % 7 == 0:
+        assert (await ctl(nc, "stop", user))["ok"]
+
+
+async def test_host_killed_then_every_status_equal_and_snapshot_plus_tail_equals_full_fold(
+    actors,
+):
+    harness, nc = actors
+    proc = harness.start()
+    users = [f"u{n}" for n in range(30)]
+    await wait_serving(nc, users[0])
+    for n, user in enumerate(users):
+        await setup_user(nc, user, n)
+    before = {u: (await ctl(nc, "status", u))["data"] for u in users}
+    settings_before = {u: (await ctl(nc, "settings", u))["data"] for u in users}
+    import asyncio
+
+    await asyncio.sleep(1.5)  # let the background snapshot flush run once
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    harness.start()
+    await wait_serving(nc, users[0])
+
+    after = {u: (await ctl(nc, "status", u))["data"] for u in users}
+    assert after == before
+    assert {u: (await ctl(nc, "settings", u))["data"] for u in users} == settings_before
+    store = await EventStore.connect(harness.database_url, min_size=1, max_size=2)
+    try:
+        snapshots = await store.load_snapshots([user_stream(u) for u in users])
+        assert snapshots, "no snapshot was written"
+        for user in users:
+            events = [REGISTRY.decode(e) for e in await store.read_stream(user_stream(user))]
+            full = initial_state(user)
+            for event in events:
+                full = evolve(full, event)
+            snap = snapshots.get(user_stream(user))
+            partial = decode_state(snap.data) if snap else initial_state(user)
+            for event in events[partial.version :]:
+                partial = evolve(partial, event)
+            assert partial == full
+    finally:
+        await store.close()
+
+
+async def test_two_hosts_with_disjoint_partitions_then_each_user_reaches_its_owner(actors):
+    harness, nc = actors
+    low = harness.start(owned="0-7")
+    harness.start(owned="8-15")
+    users = [f"p{n}" for n in range(40)]
+    assert {partition_of(u) < 8 for u in users} == {True, False}
+    for user in users:
+        await wait_serving(nc, user)
+        assert (await ctl(nc, "register", user))["ok"]
+
+    stop(low)  # now only the owner of partitions 8-15 is left
+
+    for user in users:
+        reply = await ctl(nc, "status", user)
+        if partition_of(user) < 8:
+            assert not reply["ok"] and reply["error"]["code"] == "unavailable"
+        else:
+            assert reply["ok"] and reply["data"]["registered"]
+
+
+async def test_request_for_one_user_cannot_read_or_change_another(actors):
+    harness, nc = actors
+    harness.start()
+    alice = "alice"
+    bob = next(f"bob{n}" for n in range(100) if partition_of(f"bob{n}") != partition_of(alice))
+    await wait_serving(nc, alice)
+    await ctl(nc, "register", alice)
+    await ctl(nc, "register", bob)
+
+    sneaky = await ctl(nc, "pause", alice, user_id=bob)
+    direct = await raw_request(nc, f"ctl.p.{partition_of(alice)}.pause.{bob}", b"{}")
+
+    assert sneaky["error"]["code"] == "unknown_field" and sneaky["error"]["field"] == "user_id"
+    assert direct["error"]["code"] == "invalid_value" and direct["error"]["field"] == "user"
+    assert (await ctl(nc, "status", bob))["data"]["status"] == "active"
+    assert (await ctl(nc, "status", alice))["data"]["status"] == "active"
+
+
+async def test_bad_control_input_then_each_gets_its_own_code(actors):
+    harness, nc = actors
+    harness.start()
+    await wait_serving(nc, "carol")
+    await ctl(nc, "register", "carol")
+
+    codes = {
+        "unknown verb": (await raw_request(nc, "ctl.user.teleport.carol", b"{}"))["error"],
+        "unknown field": (await ctl(nc, "subscribe", "carol", channel="gold", colour="red"))[
+            "error"
+        ],
+        "negative lot": (await ctl(nc, "settings", "carol", lot=-0.5))["error"],
+        "max lot below min": (await ctl(nc, "settings", "carol", max_lot=0.001))["error"],
+        "unknown channel": (await ctl(nc, "subscribe", "carol", channel="nowhere"))["error"],
+        "malformed json": (await raw_request(nc, "ctl.user.subscribe.carol", b"{channel:"))[
+            "error"
+        ],
+    }
+
+    assert codes["unknown verb"]["code"] == "unknown_verb"
+    assert codes["unknown field"]["code"] == "unknown_field"
+    assert codes["unknown field"]["field"] == "colour"
+    assert codes["negative lot"]["code"] == "invalid_value"
+    assert codes["negative lot"]["field"] == "lot.fixed_lot"
+    assert codes["max lot below min"]["code"] == "lot_below_minimum"
+    assert codes["unknown channel"]["code"] == "unknown_channel"
+    assert codes["unknown channel"]["field"] == "channel"
+    assert codes["malformed json"]["code"] == "malformed_json"
+    assert len({c["code"] for c in codes.values()}) == len(codes)
+
+
+async def test_token_never_in_event_log_log_lines_replies_or_bus(actors, isolated_nats):
+    harness, nc = actors
+    harness.start()
+    await wait_serving(nc, "dave")
+    await ctl(nc, "register", "dave")
+
+    linked = await ctl(nc, "link_account", "dave", account_id="acc-123", token=TOKEN)
+    status = await ctl(nc, "status", "dave")
+
+    assert linked["ok"] and TOKEN not in msgspec.json.encode(linked).decode()
+    assert status["data"]["account"]["has_token"] is True
+    assert TOKEN not in msgspec.json.encode(status).decode()
+    with psycopg.connect(harness.database_url) as conn:
+        (hits,) = conn.execute(
+            "SELECT count(*) FROM events WHERE data::text LIKE %s OR metadata::text LIKE %s",
+            (f"%{TOKEN[:20]}%", f"%{TOKEN[:20]}%"),
+        ).fetchone()
+        (outbox_hits,) = conn.execute(
+            "SELECT count(*) FROM outbox WHERE position(%s in convert_from(payload, 'UTF8')) > 0",
+            (TOKEN[:20],),
+        ).fetchone()
+    assert hits == 0 and outbox_hits == 0
+    assert TOKEN[:20] not in (harness.home / "actors.log").read_text()
+    admin = await nats.connect(isolated_nats.admin_url)
+    try:
+        js = admin.jetstream()
+        for stream in ("EVENTS", "AUDIT"):
+            sub = await js.subscribe(">", stream=stream, ordered_consumer=True)
+            try:
+                while True:
+                    msg = await sub.next_msg(timeout=1.0)
+                    assert TOKEN[:20].encode() not in msg.data
+            except nats.errors.TimeoutError:
+                pass
+            finally:
+                await sub.unsubscribe()
+    finally:
+        await admin.close()
+
+
+async def test_key_rotation_with_data_present_then_shredding_makes_ciphertext_unreadable(
+    actors,
+):
+    harness, nc = actors
+    harness.start(keys=KEY_A)
+    await wait_serving(nc, "erin")
+    await ctl(nc, "register", "erin")
+    assert (await ctl(nc, "link_account", "erin", account_id="acc-erin", token=TOKEN))["ok"]
+
+    env = dict(os.environ, DATABASE_URL=harness.database_url, SIGRELAY_HOME=str(harness.home))
+    env["SIGRELAY_MASTER_KEYS"] = f"{KEY_B},{KEY_A}"
+    rotated = subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "keys", "rotate"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert rotated.returncode == 0, rotated.stderr.decode()[-2000:]
+    report = msgspec.json.decode(rotated.stdout.splitlines()[-1])
+    assert report["active_kid"] == "kb" and report["rewrapped"] == {"ka": 1}
+
+    store = await EventStore.connect(harness.database_url, min_size=1, max_size=2)
+    try:
+        events = [REGISTRY.decode(e) for e in await store.read_stream(user_stream("erin"))]
+        (linked,) = [e for e in events if isinstance(e, AccountLinked)]
+        sealed = SealedSecret(
+            key_version=linked.token.key_version,
+            nonce=linked.token.nonce,
+            ciphertext=linked.token.ciphertext,
+        )
+        only_b = CredentialVault(MasterKeyRing.parse(KEY_B), PgDataKeyStore(store))
+        assert (await only_b.open("erin", "metaapi-token:acc-erin", sealed)).reveal() == TOKEN
+
+        assert (await ctl(nc, "delete", "erin", confirm=True))["ok"]
+
+        with pytest.raises(SecretShredded):
+            await only_b.open("erin", "metaapi-token:acc-erin", sealed)
+    finally:
+        await store.close()
