@@ -62,6 +62,7 @@ from services.actors.quotes import QuoteBook
 log = logging.getLogger("sigrelay.actors")
 
 REGISTRY = EventRegistry(*USER_EVENTS)
+_ACTIVATION_LINGER_S = 0.0005  # gather concurrent activations into one bulk read
 # Echoes of bus messages: recorded in the user's stream, not published again.
 _NOT_PUBLISHED = (VerdictRecorded, ReportRecorded)
 
@@ -115,6 +116,9 @@ class ActorHost:
         self.stats = HostStats()
         self._recovery = asyncio.Semaphore(recovery_concurrency)
         self._snapshot_due: dict[str, None] = {}
+        self._activating: dict[str, asyncio.Future[None]] = {}
+        self._to_load: list[str] = []
+        self._loader: asyncio.Task[None] | None = None
 
     def owns(self, user_id: str) -> bool:
         return partition_of(user_id, self.partitions) in self.owned
@@ -133,11 +137,46 @@ class ActorHost:
     # --- activation -------------------------------------------------------------
 
     async def activate(self, users: Sequence[str]) -> None:
-        """Make sure every user in `users` has a slot (snapshot + tail), in bulk."""
-        missing = [u for u in users if u not in self.slots]
-        for start in range(0, len(missing), 1000):
-            async with self._recovery:
-                await self._load([u for u in missing[start : start + 1000] if u not in self.slots])
+        """Make sure every user in `users` has a slot (snapshot + tail).
+
+        Concurrent activations are coalesced: whatever is asked for within
+        `_ACTIVATION_LINGER_S` is read in one bulk query (up to 1,000 users),
+        so a burst of control requests for cold actors costs a few queries,
+        not one per user.
+        """
+        waiting = []
+        loop = asyncio.get_running_loop()
+        for user in users:
+            if user in self.slots:
+                continue
+            future = self._activating.get(user)
+            if future is None:
+                future = self._activating[user] = loop.create_future()
+                self._to_load.append(user)
+            waiting.append(future)
+        if not waiting:
+            return
+        if self._loader is None or self._loader.done():
+            self._loader = asyncio.create_task(self._load_pending(), name="actors.activate")
+        await asyncio.gather(*waiting)
+
+    async def _load_pending(self) -> None:
+        await asyncio.sleep(_ACTIVATION_LINGER_S)
+        while self._to_load:
+            batch, self._to_load = self._to_load[:1000], self._to_load[1000:]
+            try:
+                async with self._recovery:
+                    await self._load([u for u in batch if u not in self.slots])
+            except Exception as exc:
+                for user in batch:
+                    future = self._activating.pop(user, None)
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                continue
+            for user in batch:
+                future = self._activating.pop(user, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
 
     async def _load(self, users: list[str]) -> None:
         if not users:

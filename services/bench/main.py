@@ -22,6 +22,7 @@ from services.runtime.settings import RuntimeSettings
 BENCHMARKS: dict[str, str] = {
     "eventstore": "services.bench.eventstore",
     "parser": "services.bench.parser",
+    "actors": "services.bench.actors",
 }
 
 
