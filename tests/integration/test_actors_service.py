@@ -292,3 +292,18 @@ async def test_key_rotation_with_data_present_then_shredding_makes_ciphertext_un
             await only_b.open("erin", "metaapi-token:acc-erin", sealed)
     finally:
         await store.close()
+
+
+async def test_system_health_and_stats_then_every_running_service_answers(actors):
+    harness, nc = actors
+    harness.start()
+    await wait_serving(nc, "frank")
+    await ctl(nc, "register", "frank")
+
+    health = await ctl(nc, "health")
+    stats = await ctl(nc, "stats")
+
+    assert health["ok"] and "actors" in health["data"]["services"]
+    actors_stats = stats["data"]["services"]["actors"]
+    assert actors_stats["users"] >= 1 and actors_stats["commands"] >= 1
+    assert actors_stats["partitions_owned"] == 16
