@@ -156,9 +156,9 @@ def _new_message(
             link, signal_id = "follows", target.signal_id
     if link == "completes":
         # the actors see one complete ticket: the alert's side and symbol, the details' levels
-        alert = state.messages.get(int(signal_id.rsplit(":", 1)[1]))
-        if alert is not None and isinstance(alert.result, OpenSignal):
-            result = merge_ticket(alert.result, result)
+        origin = state.messages.get(int(signal_id.rsplit(":", 1)[1]))
+        if origin is not None and isinstance(origin.result, OpenSignal):
+            result = merge_ticket(origin.result, result)
     return ParsedSignal(
         id=f"parsed:{raw.dedup_id}",
         ts=raw.ts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -113,8 +114,6 @@ async def test_host_killed_then_every_status_equal_and_snapshot_plus_tail_equals
         await setup_user(nc, user, n)
     before = {u: (await ctl(nc, "status", u))["data"] for u in users}
     settings_before = {u: (await ctl(nc, "settings", u))["data"] for u in users}
-    import asyncio
-
     await asyncio.sleep(1.5)  # let the background snapshot flush run once
 
     proc.send_signal(signal.SIGKILL)
@@ -263,7 +262,8 @@ async def test_key_rotation_with_data_present_then_shredding_makes_ciphertext_un
 
     env = dict(os.environ, DATABASE_URL=harness.database_url, SIGRELAY_HOME=str(harness.home))
     env["SIGRELAY_MASTER_KEYS"] = f"{KEY_B},{KEY_A}"
-    rotated = subprocess.run(
+    rotated = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "services.runtime.cli", "keys", "rotate"],
         cwd=REPO,
         env=env,
