@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import subjects
 from contracts.envelope import Codec
+from services.runtime.tracing import consume_span
 
 log = logging.getLogger("sigrelay.consumer")
 
@@ -112,8 +113,20 @@ class JetStreamConsumer:
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 await self._dead_letter(msg, f"invalid message: {exc}")
                 return
+            meta = msg.metadata
+            attributes = {
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": self.spec.durable,
+                "sigrelay.stream_seq": meta.sequence.stream if meta.sequence else 0,
+                "sigrelay.message_id": getattr(decoded, "id", ""),
+                "sigrelay.correlation_id": getattr(decoded, "correlation_id", ""),
+            }
             try:
-                await self._handler(decoded, msg)
+                with consume_span(
+                    f"{self.spec.service} {_kind(msg.subject)}", msg.headers, attributes
+                ):
+                    await self._handler(decoded, msg)
             except Rejected as exc:
                 await self._dead_letter(msg, f"rejected: {exc}")
                 return
@@ -153,3 +166,8 @@ class JetStreamConsumer:
         await msg.term()
         self.dead_lettered += 1
         log.warning("%s: dead-lettered %s: %s", self.spec.durable, msg.subject, reason[:300])
+
+
+def _kind(subject: str) -> str:
+    """`orders.intent.u42` -> `orders.intent`: span names stay few (no user ids)."""
+    return ".".join(subject.split(".")[:2])
