@@ -2,85 +2,129 @@
 
 One commit per event caps a writer at a few thousand events/s; gathering
 whatever arrived in the last millisecond into one `append_batch` gives tens
-of thousands (PERFORMANCE.md). Each caller still gets its own result (or
-its own ConcurrencyError), as if it had appended alone.
+of thousands (PERFORMANCE.md). Each caller still gets its own slot: an
+`AppendResult`, or an `EventStoreError` (a version conflict) for that request
+alone. If the whole batch fails (the database went away) every caller in it
+gets the exception, so the messages behind them are redelivered. Up to
+`max_in_flight` batches commit at once, so gathering the next batch overlaps
+the database's work on the current one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 
 from eventstore.errors import EventStoreError
 from eventstore.records import AppendRequest, AppendResult
 from eventstore.store import EventStore
 
+log = logging.getLogger("sigrelay.eventstore.group_commit")
+
+Slot = AppendResult | EventStoreError
+
 
 class GroupCommitter:
+    """`start()` it (or run `run()` as a task); `submit()` from anywhere on the same loop."""
+
     def __init__(
-        self, store: EventStore, *, max_batch: int = 1000, linger_s: float = 0.001
+        self,
+        store: EventStore,
+        *,
+        linger_s: float = 0.001,
+        max_batch: int = 1000,
+        max_in_flight: int = 2,
     ) -> None:
         self._store = store
-        self._max_batch = max_batch
         self._linger_s = linger_s
-        self._queue: list[tuple[AppendRequest, asyncio.Future[AppendResult | EventStoreError]]] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._max_batch = max_batch
+        self._queue: list[tuple[AppendRequest, asyncio.Future[Slot]]] = []
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._stopped = False
         self.commits = 0
         self.appended = 0
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="group-commit")
+        if self._runner is None:
+            self._runner = asyncio.create_task(self.run(), name="group-commit")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Let the commits in flight finish, then stop; later submits raise."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await self._runner
+            self._runner = None
 
-    async def submit(self, request: AppendRequest) -> AppendResult | EventStoreError:
+    async def submit(self, request: AppendRequest) -> Slot:
         """Queue one append; resolves when the batch holding it has committed."""
         (result,) = await self.submit_many([request])
         return result
 
-    async def submit_many(
-        self, requests: Sequence[AppendRequest]
-    ) -> list[AppendResult | EventStoreError]:
-        if self._task is None:
-            raise RuntimeError("GroupCommitter.start() has not been called")
+    async def submit_many(self, requests: Sequence[AppendRequest]) -> list[Slot]:
+        if self._stopped:
+            raise RuntimeError("the group committer has stopped; the message will be redelivered")
         loop = asyncio.get_running_loop()
         futures = []
         for req in requests:
-            future: asyncio.Future[AppendResult | EventStoreError] = loop.create_future()
+            future: asyncio.Future[Slot] = loop.create_future()
             self._queue.append((req, future))
             futures.append(future)
-        self._wakeup.set()
+        self._wake.set()
         return list(await asyncio.gather(*futures))
 
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._linger_s)  # let the rest of this burst arrive
-            while self._queue:
-                batch, self._queue = (
-                    self._queue[: self._max_batch],
-                    self._queue[self._max_batch :],
-                )
-                try:
-                    results = await self._store.append_batch([req for req, _ in batch])
-                except Exception as exc:  # the whole commit failed: every caller hears it
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                await self._slots.acquire()
+                if self._linger_s > 0 and len(self._queue) < self._max_batch:
+                    await asyncio.sleep(self._linger_s)  # let the rest of this burst arrive
+                taken = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                if not self._queue:
+                    self._wake.clear()
+                if not taken:
+                    self._slots.release()
                     continue
-                self.commits += 1
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-                    if isinstance(result, AppendResult):
-                        self.appended += 1
+                task = asyncio.create_task(self._commit(taken))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            # nobody may wait for ever on a committer that is gone
+            self._stopped = True
+            for task in list(self._tasks):
+                task.cancel()
+            _fail(self._queue, RuntimeError("the group committer stopped"))
+            self._queue = []
+
+    async def _commit(self, taken: list[tuple[AppendRequest, asyncio.Future[Slot]]]) -> None:
+        try:
+            results = await self._store.append_batch([req for req, _ in taken])
+        except asyncio.CancelledError:
+            _fail(taken, RuntimeError("the group committer stopped mid-commit"))
+            raise
+        except Exception as exc:
+            log.warning("group commit of %d appends failed: %r", len(taken), exc)
+            _fail(taken, exc)
+            return
+        finally:
+            self._slots.release()
+        self.commits += 1
+        self.appended += len(taken)
+        for (_, future), result in zip(taken, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def _fail(items: list[tuple[AppendRequest, asyncio.Future[Slot]]], exc: BaseException) -> None:
+    for _, future in items:
+        if not future.done():
+            future.set_exception(exc)

@@ -35,6 +35,7 @@ from eventstore import (
     RecordedEvent,
     request,
 )
+from eventstore.group_commit import GroupCommitter
 from services.risk.checks import RiskView, evaluate
 from services.risk.events import (
     CONTROL_STREAM,
@@ -51,7 +52,6 @@ from services.risk.projection import (
     evolve,
     evolve_market,
 )
-from services.risk.writer import GroupCommitWriter
 
 log = logging.getLogger("sigrelay.risk")
 
@@ -98,7 +98,7 @@ class RiskCore:
         self.store = store
         self.config = config or RiskConfig()
         self.clock = clock
-        self.writer = GroupCommitWriter(store, linger_s=self.config.linger_s)
+        self.writer = GroupCommitter(store, linger_s=self.config.linger_s, max_batch=2000)
         self.market = MarketState()
         self.control_version = 0
         self._control_lock = asyncio.Lock()

@@ -10,14 +10,14 @@ Consumes (JetStream, durable):
 - `events.user.>` (EVENTS, durable `risk-users`): the cue to fold the user's
   stream (`user-<id>`) from the log, for state and limits.
 
-Control (NATS services API, service `sigrelay-risk-control`):
+Quotes: `prices.<symbol>` (core NATS, latest only) for the spread check.
+
+Control (NATS services API, on the service's own `sigrelay-risk` registration):
 - `ctl.svc.risk.kill_switch` `{"on": bool, "reason": str, "user_id": str?}`:
   without `user_id` the global switch, with it that user's; recorded as a
   `risk.kill_switch` event (in `riskctl-global` or `risk-<user>`).
 - `ctl.svc.risk.exposure` `{"user_id": str}`: what risk knows of one user.
 
-Quotes: `prices.<symbol>` has no subject, stream or permission in the design
-yet (see `PRICES`); until it has, `RiskCore.apply_quote` is the way in.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from contracts import subjects
 from contracts.control import ControlError, encode_reply, ok
 from contracts.envelope import Codec, tag_of
 from contracts.errors import ErrorCode
-from contracts.orders import ExecutionReport, OrderIntent
+from contracts.orders import ExecutionReport, OrderIntent, Quote
 from contracts.users import USER_EVENTS
 from services.risk.core import RiskConfig, RiskCore
 from services.risk.projection import USER_STATE_EVENTS
@@ -55,6 +55,9 @@ class KillSwitchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     on: bool
     reason: str = ""
     user_id: str | None = None  # None: the global switch
+
+
+_quote_decoder = msgspec.json.Decoder(Quote)
 
 
 class ExposureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -115,12 +118,10 @@ class RiskService:
                 self._on_user_event,
             ),
         ]
-        micro = await add_service(
-            ctx.nc,
-            name="sigrelay-risk-control",
-            version="0.1.0",
-            description="Sigrelay risk: kill switches and exposure",
-        )
+        quotes = await ctx.nc.subscribe(f"{subjects.PRICES}.>", cb=self._on_quote)
+        micro = ctx.micro
+        if micro is None:  # run outside the service host (tests): register our own
+            micro = await add_service(ctx.nc, name="sigrelay-risk", version="0.1.0")
         await micro.add_endpoint(
             name="kill_switch",
             subject=f"{subjects.CTL_SERVICE}.{NAME}.kill_switch",
@@ -132,23 +133,25 @@ class RiskService:
             handler=self._on_exposure,
         )
         await ctx.nc.flush()  # the endpoints are subscribed at the server before anyone asks
-        writer = asyncio.create_task(core.writer.run(), name="risk.writer")
+        core.writer.start()
         tasks = [
             asyncio.create_task(self._housekeeping(core), name="risk.housekeeping"),
             *(asyncio.create_task(c.run(), name=f"risk.{c.spec.durable}") for c in self.consumers),
         ]
         self.ready.set()
         try:
-            await asyncio.gather(writer, *tasks)
+            await asyncio.gather(*tasks)
         finally:
             # consumers first, so the messages in hand finish their appends; then the writer
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            await core.writer.stop()
             with contextlib.suppress(Exception):
-                await micro.stop()
+                await quotes.unsubscribe()
+            if micro is not ctx.micro:
+                with contextlib.suppress(Exception):
+                    await micro.stop()
             with contextlib.suppress(Exception):
                 await core.flush_snapshots(every=1)
 
@@ -167,6 +170,13 @@ class RiskService:
                 log.warning("risk housekeeping failed: %r", exc)
 
     # --- consumers ----------------------------------------------------------------------
+
+    async def _on_quote(self, msg: Msg) -> None:
+        if self.core is None:
+            return
+        # a bad quote is no quote: the spread check then fails closed
+        with contextlib.suppress(msgspec.MsgspecError):
+            self.core.apply_quote(_quote_decoder.decode(msg.data))
 
     async def _on_intent(self, intent: OrderIntent, msg: Msg) -> None:
         assert self.core is not None

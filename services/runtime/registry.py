@@ -10,6 +10,7 @@ from typing import Any
 SERVICES: dict[str, str] = {
     "ingest": "services.ingest.service:IngestService",
     "actors": "services.actors.service:ActorsService",
+    "risk": "services.risk.service:RiskService",
 }
 
 
