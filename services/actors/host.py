@@ -58,6 +58,7 @@ from services.actors.core import (
 from services.actors.locks import KeyedLocks
 from services.actors.membership import Membership
 from services.actors.quotes import QuoteBook
+from services.runtime.tracing import trace_headers
 
 log = logging.getLogger("sigrelay.actors")
 
@@ -206,6 +207,7 @@ class ActorHost:
 
     def _append_request(self, user: str, events: list[Any], key: str | None) -> AppendRequest:
         outbox = []
+        headers = trace_headers()
         events_subject = subjects.stream_events(user_stream(user))
         for event in events:
             if isinstance(event, (SignalHandled, CloseAllRequested)):
@@ -215,17 +217,24 @@ class ActorHost:
                             subject=subjects.intent(user),
                             msg_id=intent.intent_id,
                             payload=encode(intent),
+                            headers=headers,
                         )
                     )
             if not isinstance(event, _NOT_PUBLISHED):
                 outbox.append(
-                    OutboxMessage(subject=events_subject, msg_id=event.id, payload=encode(event))
+                    OutboxMessage(
+                        subject=events_subject,
+                        msg_id=event.id,
+                        payload=encode(event),
+                        headers=headers,
+                    )
                 )
         return append_request(
             user_stream(user),
             self.slots[user].state.version,
             events,
             idempotency_key=key,
+            metadata=headers,
             outbox=outbox,
         )
 

@@ -26,6 +26,7 @@ from services.ingest.linking import ChannelState, LinkConfig, decide, evolve
 from services.ingest.parser import parse
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
 from services.runtime.service import ServiceContext
+from services.runtime.tracing import trace_headers, trace_metadata
 
 log = logging.getLogger("sigrelay.ingest")
 
@@ -101,6 +102,7 @@ class IngestCore:
                         subject=subjects.parsed(e.channel),
                         msg_id=e.id,
                         payload=encode(e),
+                        headers=trace_headers(),
                     )
                     for e in events
                     if isinstance(e, (ParsedSignal, MessageDeleted))
@@ -111,6 +113,7 @@ class IngestCore:
                         log_.version,
                         events,
                         idempotency_key=raw.dedup_id,
+                        metadata=trace_metadata(),
                         outbox=outbox,
                         processed=[(CONSUMER, raw.dedup_id)],
                     )

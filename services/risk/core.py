@@ -52,6 +52,7 @@ from services.risk.projection import (
     evolve,
     evolve_market,
 )
+from services.runtime.tracing import trace_headers
 
 log = logging.getLogger("sigrelay.risk")
 
@@ -195,12 +196,14 @@ class RiskCore:
                     subject=subjects.verdict(intent.user_id),
                     msg_id=f"verdict:{intent.intent_id}",
                     payload=encode(verdict),
+                    headers=trace_headers(),
                 )
                 result = await self.writer.submit(
                     request(
                         risk_stream(intent.user_id),
                         ulog.version,
                         [event],
+                        metadata=trace_headers(),
                         outbox=[outbox],
                         processed=[(CONSUMER, intent.intent_id)],
                     )

@@ -26,6 +26,7 @@ from services.runtime.infrastructure import Infrastructure
 from services.runtime.service import ServiceContext
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams
+from services.runtime.tracing import init_tracing
 
 log = logging.getLogger("sigrelay.host")
 
@@ -37,6 +38,7 @@ async def run_service(
 ) -> None:
     service_cls = registry.load(name)
     infra = Infrastructure(settings).start()
+    provider = init_tracing(name, home=settings.home, env=settings.env)
     try:
         await migrate(infra.database_url)
         nc = await bus.connect(infra.nats_url_for(name), f"sigrelay-{name}")
@@ -111,6 +113,7 @@ async def run_service(
         await bus.drain(nc)
         await store.close()
     finally:
+        provider.shutdown()
         infra.stop()
 
 

@@ -18,6 +18,17 @@ from typing import Literal
 import msgspec
 
 from . import codes
+from .paper_events import (
+    PaperAccountOpened,
+    PaperFact,
+    PaperOrderCancelled,
+    PaperOrderFilled,
+    PaperOrderModified,
+    PaperOrderPlaced,
+    PaperPositionClosed,
+    PaperPositionModified,
+    PaperPositionOpened,
+)
 from .paper_feed import PaperSymbol
 from .paper_rules import check_pending_price, check_stops, check_volume, reject
 from .port import (
@@ -37,6 +48,10 @@ _EPS = 1e-9
 
 EventKind = Literal["order_filled", "order_cancelled", "stop_loss", "take_profit"]
 CloseReason = Literal["close", "partial", "stop_loss", "take_profit"]
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
 
 
 class PaperEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,7 +153,12 @@ def _ok(code: int) -> tuple[int, str, str]:
 
 
 class PaperBook:
-    """Orders, positions and money of one simulated account."""
+    """Orders, positions and money of one simulated account.
+
+    With `journal=True` every state change is also recorded as a fact
+    (`paper_events`) in `journal`, for the owner to store; `restore(fact)`
+    folds stored facts back into a book.
+    """
 
     def __init__(
         self,
@@ -148,6 +168,7 @@ class PaperBook:
         currency: str = "USD",
         leverage: float = 100.0,
         history_limit: int = 100_000,
+        journal: bool = False,
     ) -> None:
         self._syms = {name: _Sym(p) for name, p in symbols.items()}
         self.balance = balance
@@ -161,6 +182,7 @@ class PaperBook:
         self._next_id = 1_000_000
         self._seq = 0
         self.history: deque[ClosedTrade] = deque(maxlen=history_limit)
+        self.journal: list[PaperFact] | None = [] if journal else None
 
     # ---- market state ---------------------------------------------------------------
 
@@ -257,6 +279,25 @@ class PaperBook:
                 broker_code_name=name,
                 reason=reason,
             )
+            if self.journal is not None:
+                self.journal.append(
+                    PaperPositionOpened(
+                        id="",
+                        ts=_ns(quote.time),
+                        position_id=oid,
+                        client_id=req.client_id,
+                        symbol=req.symbol,
+                        side=req.side,
+                        volume=volume,
+                        open_price=entry,
+                        sl=req.sl,
+                        tp=req.tp,
+                        comment=req.comment,
+                        open_time=quote.time,
+                        margin=margin,
+                        result=result,
+                    )
+                )
         else:
             order = _Ord(
                 id=oid,
@@ -284,6 +325,25 @@ class PaperBook:
                 broker_code_name=name,
                 reason=reason,
             )
+            if self.journal is not None:
+                self.journal.append(
+                    PaperOrderPlaced(
+                        id="",
+                        ts=_ns(quote.time),
+                        order_id=oid,
+                        client_id=req.client_id,
+                        symbol=req.symbol,
+                        side=req.side,
+                        order_type=req.order_type,
+                        volume=volume,
+                        price=entry,
+                        sl=req.sl,
+                        tp=req.tp,
+                        comment=req.comment,
+                        open_time=quote.time,
+                        result=result,
+                    )
+                )
         self._placed[req.client_id] = result
         return result
 
@@ -303,6 +363,12 @@ class PaperBook:
         pos.sl, pos.tp = new_sl, new_tp
         pos.gen += 1
         self._index_position(st, pos)
+        if self.journal is not None:
+            self.journal.append(
+                PaperPositionModified(
+                    id="", ts=_ns(quote.time), position_id=pos.id, sl=new_sl, tp=new_tp
+                )
+            )
         return self._result("accepted", codes.DONE, client_id=pos.client_id, position_id=pos.id)
 
     def close_position(self, position_id: str, volume: float | None = None) -> BrokerOrderResult:
@@ -319,28 +385,40 @@ class PaperBook:
                     f"close volume {volume} exceeds position {position_id}'s volume {pos.volume}",
                 )
         price = quote.bid if pos.buy else quote.ask
-        self._close(
+        deal_id = self._new_id()
+        profit = self._close(
             st,
             pos,
             close_volume,
             price,
             "close" if close_volume >= pos.volume - _EPS else "partial",
             quote.time,
+            deal_id=deal_id,
         )
         return self._result(
             "filled",
             codes.DONE,
             client_id=pos.client_id,
-            order_id=self._new_id(),
+            order_id=deal_id,
             position_id=pos.id,
             fill_price=price,
             volume=close_volume,
+            profit=profit,
         )
 
     def cancel_order(self, order_id: str) -> BrokerOrderResult:
         order = self._order(order_id)
         del self._orders[order_id]
         self._open_by_client.pop(order.client_id, None)
+        if self.journal is not None:
+            self.journal.append(
+                PaperOrderCancelled(
+                    id="",
+                    ts=0,
+                    order_id=order_id,
+                    reason="cancelled by request",
+                )
+            )
         return self._result("accepted", codes.DONE, client_id=order.client_id, order_id=order_id)
 
     def modify_order(
@@ -361,6 +439,12 @@ class PaperBook:
         order.price, order.sl, order.tp = price, new_sl, new_tp
         order.gen += 1
         self._index_order(st, order)
+        if self.journal is not None:
+            self.journal.append(
+                PaperOrderModified(
+                    id="", ts=_ns(quote.time), order_id=order_id, price=price, sl=new_sl, tp=new_tp
+                )
+            )
         return self._result("accepted", codes.DONE, client_id=order.client_id, order_id=order_id)
 
     # ---- reading --------------------------------------------------------------------
@@ -414,6 +498,114 @@ class PaperBook:
             margin_free=round(equity - self._used_margin, 2),
             leverage=self.leverage,
         )
+
+    def trigger_symbols(self) -> list[str]:
+        """Symbols on which a quote may fire something (stops, targets, pending orders)."""
+        return [
+            name
+            for name, st in self._syms.items()
+            if st.below_bid or st.above_bid or st.below_ask or st.above_ask
+        ]
+
+    def quote_time(self, symbol: str) -> float | None:
+        st = self._syms.get(symbol)
+        return None if st is None or st.quote is None else st.quote.time
+
+    def drain_journal(self) -> list[PaperFact]:
+        """The facts recorded since the last drain (empty without a journal)."""
+        if not self.journal:
+            return []
+        facts, self.journal = self.journal, []
+        return facts
+
+    # ---- restoring from facts -------------------------------------------------------
+
+    def restore(self, fact: PaperFact) -> None:
+        """Fold one stored fact into the book: no checks, no journal entry."""
+        if isinstance(fact, PaperAccountOpened):
+            self.balance, self.currency, self.leverage = fact.balance, fact.currency, fact.leverage
+        elif isinstance(fact, PaperPositionOpened):
+            self._open_position(
+                fact.position_id,
+                fact.client_id,
+                self._sym(fact.symbol),
+                fact.side == "buy",
+                fact.volume,
+                fact.open_price,
+                fact.sl,
+                fact.tp,
+                fact.comment,
+                fact.open_time,
+                fact.margin,
+            )
+            if fact.client_id is not None:
+                self._placed[fact.client_id] = fact.result
+            self._saw_id(fact.position_id)
+        elif isinstance(fact, PaperOrderPlaced):
+            order = _Ord(
+                id=fact.order_id,
+                client_id=fact.client_id,
+                symbol=fact.symbol,
+                buy=fact.side == "buy",
+                kind="limit" if fact.order_type == "limit" else "stop",
+                volume=fact.volume,
+                price=fact.price,
+                sl=fact.sl,
+                tp=fact.tp,
+                comment=fact.comment,
+                open_time=fact.open_time,
+            )
+            self._orders[order.id] = order
+            self._open_by_client[order.client_id] = order.id
+            self._index_order(self._sym(fact.symbol), order)
+            self._placed[fact.client_id] = fact.result
+            self._saw_id(fact.order_id)
+        elif isinstance(fact, PaperOrderFilled):
+            order = self._orders.pop(fact.order_id)
+            self._open_position(
+                order.id,
+                order.client_id,
+                self._syms[order.symbol],
+                order.buy,
+                order.volume,
+                fact.price,
+                order.sl,
+                order.tp,
+                order.comment,
+                fact.time,
+                fact.margin,
+            )
+        elif isinstance(fact, PaperOrderCancelled):
+            cancelled = self._orders.pop(fact.order_id, None)
+            if cancelled is not None:
+                self._open_by_client.pop(cancelled.client_id, None)
+        elif isinstance(fact, PaperOrderModified):
+            order = self._orders[fact.order_id]
+            order.price, order.sl, order.tp = fact.price, fact.sl, fact.tp
+            order.gen += 1
+            self._index_order(self._syms[order.symbol], order)
+        elif isinstance(fact, PaperPositionModified):
+            pos = self._positions[fact.position_id]
+            pos.sl, pos.tp = fact.sl, fact.tp
+            pos.gen += 1
+            self._index_position(self._syms[pos.symbol], pos)
+        elif isinstance(fact, PaperPositionClosed):
+            pos = self._positions[fact.position_id]
+            self._close(
+                self._syms[pos.symbol],
+                pos,
+                fact.volume,
+                fact.price,
+                fact.reason,
+                fact.time,
+                profit=fact.profit,
+            )
+            if fact.close_order_id is not None:
+                self._saw_id(fact.close_order_id)
+
+    def _saw_id(self, value: str) -> None:
+        if value.isdigit():
+            self._next_id = max(self._next_id, int(value))
 
     # ---- internals ------------------------------------------------------------------
 
@@ -516,12 +708,36 @@ class PaperBook:
         return pos
 
     def _close(
-        self, st: _Sym, pos: _Pos, volume: float, price: float, reason: CloseReason, now: float
+        self,
+        st: _Sym,
+        pos: _Pos,
+        volume: float,
+        price: float,
+        reason: CloseReason,
+        now: float,
+        *,
+        deal_id: str | None = None,
+        profit: float | None = None,
     ) -> float:
-        spec = st.paper.spec
-        sign = 1.0 if pos.buy else -1.0
-        profit = (price - pos.open_price) * sign * volume * spec.contract_size
-        profit = round(profit * self._conversion(st.paper.profit_currency), 2)
+        if profit is None:  # restoring passes the recorded profit: conversions move with quotes
+            spec = st.paper.spec
+            sign = 1.0 if pos.buy else -1.0
+            profit = (price - pos.open_price) * sign * volume * spec.contract_size
+            profit = round(profit * self._conversion(st.paper.profit_currency), 2)
+            if self.journal is not None:
+                self.journal.append(
+                    PaperPositionClosed(
+                        id="",
+                        ts=_ns(now),
+                        position_id=pos.id,
+                        volume=volume,
+                        price=price,
+                        profit=profit,
+                        reason=reason,
+                        time=now,
+                        close_order_id=deal_id,
+                    )
+                )
         self.balance += profit
         if pos.buy:
             st.buy_vol -= volume
@@ -627,6 +843,16 @@ class PaperBook:
         }
         if margin > self.margin_free() + _EPS:
             self._open_by_client.pop(order.client_id, None)
+            if self.journal is not None:
+                self.journal.append(
+                    PaperOrderCancelled(
+                        id="",
+                        ts=_ns(quote.time),
+                        order_id=order.id,
+                        reason=codes.describe(codes.NO_MONEY),
+                        time=quote.time,
+                    )
+                )
             return PaperEvent(
                 kind="order_cancelled",
                 position_id=None,
@@ -647,6 +873,17 @@ class PaperBook:
             quote.time,
             margin,
         )
+        if self.journal is not None:
+            self.journal.append(
+                PaperOrderFilled(
+                    id="",
+                    ts=_ns(quote.time),
+                    order_id=order.id,
+                    price=price,
+                    margin=margin,
+                    time=quote.time,
+                )
+            )
         return PaperEvent(
             kind="order_filled",
             position_id=order.id,

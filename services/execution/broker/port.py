@@ -99,6 +99,7 @@ class BrokerOrderResult(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     retry_after_s: float | None = None
     duplicate: bool = False
+    profit: float | None = None  # realised, on a close (when the broker says)
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):
