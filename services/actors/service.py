@@ -76,7 +76,7 @@ class ActorsService:
         self._vault: CredentialVault | None = None
         self._claims: AccountClaims | None = None
         self._seen_channels: set[str] = set()
-        self._consumers: list[JetStreamConsumer] = []
+        self.consumers: list[JetStreamConsumer] = []
 
     # --- running -------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ class ActorsService:
         await self.host.quotes.subscribe(ctx.nc)
         await self._serve_control(ctx, owned)
         tag = "all" if len(owned) == ctx.settings.partitions else "-".join(map(str, owned))
-        self._consumers = [
+        self.consumers = [
             self._consumer(
                 ctx,
                 f"actors-signals-{tag}",
@@ -126,7 +126,7 @@ class ActorsService:
                 self._on_report,
             ),
         ]
-        tasks = [asyncio.create_task(c.run(), name=c.spec.durable) for c in self._consumers]
+        tasks = [asyncio.create_task(c.run(), name=c.spec.durable) for c in self.consumers]
         tasks.append(asyncio.create_task(self._housekeeping(), name="actors.housekeeping"))
         try:
             await asyncio.gather(*tasks)

@@ -146,6 +146,10 @@ class IngestService:
         self.core: IngestCore | None = None
         self.consumer: JetStreamConsumer | None = None
 
+    @property
+    def consumers(self) -> list[JetStreamConsumer]:
+        return [self.consumer] if self.consumer else []
+
     async def run(self, ctx: ServiceContext) -> None:
         config = load_config(ctx.settings.home, ctx.settings.env)
         directory = load_directory(ctx.settings.home, ctx.settings.env)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import subjects
 from contracts.envelope import Codec
+from services.runtime.metrics import hop_latency_ms
 from services.runtime.tracing import consume_span
 
 log = logging.getLogger("sigrelay.consumer")
@@ -64,6 +66,7 @@ class JetStreamConsumer:
         self.handled = 0
         self.dead_lettered = 0
         self.retried = 0
+        self.lag = 0  # messages waiting for this consumer, as the server last said
 
     async def run(self) -> None:
         spec = self.spec
@@ -88,6 +91,7 @@ class JetStreamConsumer:
                 try:
                     msgs = await sub.fetch(min(spec.batch, free), timeout=1.0)
                 except nats.errors.TimeoutError:
+                    self.lag = 0
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
                     raise
@@ -95,6 +99,8 @@ class JetStreamConsumer:
                     log.warning("%s: fetch failed (%s); retrying", spec.durable, exc)
                     await asyncio.sleep(0.5)
                     continue
+                if msgs:
+                    self.lag = msgs[-1].metadata.num_pending
                 for msg in msgs:
                     task = asyncio.create_task(self._process(msg))
                     self._tasks.add(task)
@@ -135,6 +141,12 @@ class JetStreamConsumer:
                 return
             await msg.ack()
             self.handled += 1
+            sent_ns = getattr(decoded, "ts", 0)
+            if sent_ns:
+                hop_latency_ms.record(
+                    max(time.time_ns() - sent_ns, 0) / 1e6,
+                    {"hop": _kind(msg.subject), "consumer": self.spec.service},
+                )
         except Exception as exc:  # ack/nak on a dropped connection: redelivery will follow
             log.warning("%s: could not settle message: %s", self.spec.durable, exc)
 

@@ -23,6 +23,7 @@ from eventstore.migrate import migrate
 from eventstore.outbox import OutboxRelay
 from services.runtime import bus, registry
 from services.runtime.infrastructure import Infrastructure
+from services.runtime.metrics import init_metrics
 from services.runtime.service import ServiceContext
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams
@@ -56,6 +57,25 @@ async def run_service(
         )
         relay = OutboxRelay(store, bus.JetStreamPublisher(js))
         started = time.time()
+
+        def runtime_figures() -> dict[str, float]:
+            pool = store.pool.get_stats()
+            figures = {
+                "eventstore.pool_size": float(pool.get("pool_size", 0)),
+                "eventstore.pool_available": float(pool.get("pool_available", 0)),
+                "eventstore.requests_waiting": float(pool.get("requests_waiting", 0)),
+                "outbox.relayed": float(relay.relayed),
+            }
+            for consumer in getattr(service, "consumers", None) or []:
+                figures[f"consumer.{consumer.spec.durable}.lag"] = float(consumer.lag)
+                figures[f"consumer.{consumer.spec.durable}.dead_lettered"] = float(
+                    consumer.dead_lettered
+                )
+            return figures
+
+        meters = init_metrics(
+            name, home=settings.home, env=settings.env, stats=service.stats, extra=runtime_figures
+        )
 
         async def health(req: Request) -> None:
             body = {
@@ -112,6 +132,7 @@ async def run_service(
             await micro.stop()
         await bus.drain(nc)
         await store.close()
+        meters.shutdown()
     finally:
         provider.shutdown()
         infra.stop()
