@@ -124,6 +124,26 @@ class ActorHost:
     def owns(self, user_id: str) -> bool:
         return partition_of(user_id, self.partitions) in self.owned
 
+    async def set_owned(self, owned: Iterable[int]) -> None:
+        """Serve a new set of partitions: let go of the others' actors, learn the new ones'."""
+        self.owned = frozenset(owned)
+        gone = [u for u in self.slots if not self.owns(u) and u not in self.locks]
+        for user in gone:
+            if self.slots[user].since_snapshot:
+                self._snapshot_due[user] = None
+        await self.flush_snapshots()
+        for user in gone:
+            self.slots.pop(user, None)
+        membership = Membership(self.owns)
+        await membership.load(self.store)
+        self.membership = membership
+        log.info(
+            "actors: now serving partitions %s (%d users); let go of %d actors",
+            sorted(self.owned),
+            len(membership.users),
+            len(gone),
+        )
+
     async def start(self) -> None:
         read = await self.membership.load(self.store)
         log.info(

@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.micro import add_service
 from nats.micro.request import Request
 
 from contracts import subjects
@@ -41,8 +44,10 @@ from services.actors.core import (
 from services.actors.credentials import CredentialVault, MasterKeyRing
 from services.actors.host import ActorHost
 from services.actors.keystore_pg import AccountClaims, PgDataKeyStore
+from services.actors.leases import PartitionLeases
 from services.actors.redaction import redacted_request
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
+from services.runtime.host import VERSION
 from services.runtime.service import ServiceContext
 
 log = logging.getLogger("sigrelay.actors")
@@ -76,6 +81,8 @@ class ActorsService:
         self._vault: CredentialVault | None = None
         self._claims: AccountClaims | None = None
         self._seen_channels: set[str] = set()
+        self._partition_services: dict[int, Any] = {}
+        self._desired: list[int] = []
         self.consumers: list[JetStreamConsumer] = []
 
     # --- running -------------------------------------------------------------------
@@ -83,9 +90,13 @@ class ActorsService:
     async def run(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
         env = ctx.settings.env
-        owned = owned_partitions(
+        desired = owned_partitions(
             env.get("SIGRELAY_OWNED_PARTITIONS", "all"), ctx.settings.partitions
         )
+        host_id = env.get("SIGRELAY_HOST_ID") or f"{socket.gethostname()}-{os.getpid()}"
+        self._leases = PartitionLeases(ctx.store, host_id)
+        owned = sorted(await self._leases.claim(desired))
+        self._desired = desired
         committer = GroupCommitter(ctx.store, max_batch=1000)
         committer.start()
         self.host = ActorHost(
@@ -100,8 +111,9 @@ class ActorsService:
         self._claims = AccountClaims(ctx.store)
         await self.host.start()
         await self.host.quotes.subscribe(ctx.nc)
-        await self._serve_control(ctx, owned)
-        tag = "all" if len(owned) == ctx.settings.partitions else "-".join(map(str, owned))
+        for partition in owned:
+            await self._serve_partition(ctx, partition)
+        tag = "all" if len(desired) == ctx.settings.partitions else "-".join(map(str, desired))
         self.consumers = [
             self._consumer(
                 ctx,
@@ -136,6 +148,10 @@ class ActorsService:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.host.flush_snapshots()
+            for partition in list(self._partition_services):
+                await self._unserve_partition(partition)
+            with contextlib.suppress(Exception):
+                await self._leases.release(self.host.owned)
             await committer.stop()
             await self.host.quotes.close()
 
@@ -159,22 +175,52 @@ class ActorsService:
                 filter_subject=subject,
                 concurrency=concurrency,
                 ack_wait_s=10.0,
+                # a host set up for new partitions starts near now, not at the dawn of
+                # the stream: what came before was the previous owner's to handle
+                deliver_since_s=600.0,
             ),
             Codec(type_),
             handler,
         )
 
-    async def _serve_control(self, ctx: ServiceContext, owned: list[int]) -> None:
-        """One endpoint per owned partition, registered once the host can answer."""
-        if ctx.micro is None:
-            raise RuntimeError("the actors service needs the NATS services API (ctx.micro)")
-        for partition in owned:
-            await ctx.micro.add_endpoint(
-                name=f"p{partition}",
-                subject=subjects.ctl_partition(partition),
-                handler=self._on_control,
-                queue_group=f"actors-p{partition}",
-            )
+    async def _serve_partition(self, ctx: ServiceContext, partition: int) -> None:
+        """One NATS services instance per partition (metadata names it), so that a
+        partition handed to another host can be let go by stopping its instance."""
+        service = await add_service(
+            ctx.nc,
+            name="sigrelay-actors",
+            version=VERSION,
+            description=f"Sigrelay actors, partition {partition}",
+            metadata={"partition": str(partition)},
+        )
+        await service.add_endpoint(
+            name=f"p{partition}",
+            subject=subjects.ctl_partition(partition),
+            handler=self._on_control,
+            queue_group=f"actors-p{partition}",
+        )
+        self._partition_services[partition] = service
+
+    async def _unserve_partition(self, partition: int) -> None:
+        service = self._partition_services.pop(partition, None)
+        if service is not None:
+            with contextlib.suppress(Exception):
+                await service.stop()
+
+    async def _follow_leases(self) -> None:
+        """Renew our leases, adopt desired partitions nobody renews, let go of taken ones."""
+        assert self.host is not None and self._ctx is not None
+        held = await self._leases.adopt_expired(self._desired)
+        if held == set(self.host.owned):
+            return
+        lost = set(self.host.owned) - held
+        won = held - set(self.host.owned)
+        for partition in sorted(lost):
+            await self._unserve_partition(partition)
+        await self.host.set_owned(held)
+        for partition in sorted(won):
+            await self._serve_partition(self._ctx, partition)
+        log.info("actors: partitions lost %s, won %s", sorted(lost), sorted(won))
 
     async def _housekeeping(self) -> None:
         assert self.host is not None
@@ -183,6 +229,7 @@ class ActorsService:
             await asyncio.sleep(1.0)
             ticks += 1
             try:
+                await self._follow_leases()
                 await self.host.flush_snapshots()
                 if ticks % 60 == 0:
                     await self.host.passivate_idle()

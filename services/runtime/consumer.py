@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -50,6 +51,8 @@ class ConsumerConfigSpec:
     ack_wait_s: float = 30.0
     max_deliver: int = 8
     deliver_new_only: bool = False
+    # a consumer created for the first time starts this far back (None: from the start)
+    deliver_since_s: float | None = None
 
 
 class JetStreamConsumer:
@@ -79,6 +82,9 @@ class JetStreamConsumer:
             filter_subject=spec.filter_subject,
             deliver_policy=DeliverPolicy.NEW if spec.deliver_new_only else DeliverPolicy.ALL,
         )
+        if spec.deliver_since_s is not None and not spec.deliver_new_only:
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = datetime.now(UTC) - timedelta(seconds=spec.deliver_since_s)
         sub = await self._js.pull_subscribe(
             spec.filter_subject, durable=spec.durable, stream=spec.stream, config=config
         )

@@ -307,3 +307,27 @@ async def test_system_health_and_stats_then_every_running_service_answers(actors
     actors_stats = stats["data"]["services"]["actors"]
     assert actors_stats["users"] >= 1 and actors_stats["commands"] >= 1
     assert actors_stats["partitions_owned"] == 16
+
+
+async def test_third_host_started_later_takes_its_partitions_over(actors):
+    harness, nc = actors
+    first = harness.start(owned="0-7")
+    harness.start(owned="8-15")
+    users = [f"s{n}" for n in range(48)]
+    moved = {u for u in users if 4 <= partition_of(u) <= 7}
+    assert moved and moved != set(users)
+    for user in users:
+        await wait_serving(nc, user)
+        assert (await ctl(nc, "register", user))["ok"]
+
+    harness.start(owned="4-7")
+    await asyncio.sleep(3.0)  # the first host notices at its next lease renewal
+    stop(first)
+
+    for user in users:
+        reply = await ctl(nc, "status", user)
+        if partition_of(user) < 4:
+            assert not reply["ok"] and reply["error"]["code"] == "unavailable"
+        else:
+            assert reply["ok"] and reply["data"]["registered"], (user, reply)
+            assert (await ctl(nc, "pause", user))["ok"]
