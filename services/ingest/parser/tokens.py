@@ -37,9 +37,8 @@ MARK = 16  # a="sl"/"tp" from an emoji
 MORE = 17  # "more", "add", "and": qualifies a following side word
 WORD = 18  # an unknown word (a=the word)
 
-_LETTERS = r"a-zа-яё\u00c0-\u024f\u1e00-\u1eff"
-_END = rf"(?![{_LETTERS}])"
-_NB = rf"(?<![{_LETTERS}0-9])"
+_END = r"(?![a-zа-яё\u00c0-\u024f\u1e00-\u1eff])"
+_NB = r"(?<![a-zа-яё\u00c0-\u024f\u1e00-\u1eff0-9])"
 _NUMSTART = r"(?<!\d)(?<!\d\.)"
 # A number that is never given back: what may follow it (a unit, a separator)
 # cannot start with a digit or ".", so backtracking into it could not succeed;
@@ -73,61 +72,43 @@ _LETTER_RULES = (
     rf"(?P<more>(?:{lx.MORE}){_END})",
     r"(?P<tfx>[mhdw]\d{1,2}(?![\d.]))",
 )
-_WORD_RULE = r"(?P<word>[^\W\d_]+)"
-_NUMBER_RULES = (
-    r"(?=\d)(?:"
-    rf"(?P<skip>{_NUMSTART}(?:(?:19|20)\d{{2}}[./-][01]?\d[./-][0-3]?\d|[0-3]?\d[./-][01]?\d[./-](?:19|20)\d{{2}}"
-    r"|[0-3]?\d/[01]?\d/\d{2}|\d{1,2}-[a-z]{3}-\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)(?![\d.]\d|\d)"
-    rf"|(?<!\d)(?<!\d\.)(?:{_DIGITS} ?%|{_DIGITS} ?(?:lots?(?! ?size)|x|usd|dollars?|doller|k)(?![a-z])"
-    r"|\d{1,2} ?(?:m|min|mins|h|hr|hrs|hours?|d|days?|w|weeks?|м|мин|ч)(?![a-zа-я])))"
-    rf"|(?P<pips>{_NUMSTART}{_DIGITS}(?: ?[-/,] ?{_DIGITS})*+\.? ?(?:pips?|pts|points?|giá){_END})"
-    rf"|(?P<num>{_NUMSTART}\d+(?:\.\d+)?(?:\.x+{_END})?))"
-)
-# The first scan: every place a token can start. Its alternatives start with
-# different characters, so at most one applies at a position; a letter run
-# (`run`) or a "#"/"$" before a letter (`sigil`) is then read with the
-# letter rules below, as the one grammar regex used to.
-_SCAN_RE = re.compile(
-    "|".join(
-        (
-            r"(?P<nl>\n)",
-            _NUMBER_RULES,
-            r"(?P<hashnum>(?<![a-z0-9])#\d+)",
-            r"(?P<run>[^\W\d_]+)",
-            r"(?P<sigil>[#$](?=[^\W\d_]))",
-            rf"(?P<mark>[{SL_MARK}{TP_MARK}])",
-        )
+
+
+def _guarded(rule: str) -> str:
+    """`rule` behind a test of its first character, derived from the rule itself.
+
+    A rule that cannot start with the character at hand would fail anyway, so
+    the tokens stay the same; the test fails faster than most rules do.
+    """
+    chars = first_chars(rule)
+    if chars is None:
+        return rule
+    return "(?=[" + "".join(re.escape(c) for c in sorted(chars)) + "])" + rule
+
+
+_LETTER_ALTERNATIVES = "|".join(_guarded(rule) for rule in _LETTER_RULES)
+# Alternatives are grouped behind a one-character guard (a digit, a letter)
+# so that most positions fail after one test: this halves the scan time.
+_PATTERN = "|".join(
+    (
+        r"(?P<nl>\n)",
+        # Every number rule starts where no number goes on: that test is made once
+        # for all of them, and the possessive `_DIGITS` is read once for both units.
+        rf"(?=\d){_NUMSTART}(?:"
+        r"(?P<skip>(?:(?:19|20)\d{2}[./-][01]?\d[./-][0-3]?\d|[0-3]?\d[./-][01]?\d[./-](?:19|20)\d{2}"
+        r"|[0-3]?\d/[01]?\d/\d{2}|\d{1,2}-[a-z]{3}-\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)(?![\d.]\d|\d)"
+        rf"|{_DIGITS}(?: ?%| ?(?:lots?(?! ?size)|x|usd|dollars?|doller|k)(?![a-z]))"
+        r"|\d{1,2} ?(?:m|min|mins|h|hr|hrs|hours?|d|days?|w|weeks?|м|мин|ч)(?![a-zа-я]))"
+        rf"|(?P<pips>{_DIGITS}(?: ?[-/,] ?{_DIGITS})*+\.? ?(?:pips?|pts|points?|giá){_END})"
+        r"|(?P<num>\d+(?:\.\d+)?(?:\.x+" + _END + ")?))",
+        # the "#" before its lookbehind: most positions then fail on one character
+        r"(?P<hashnum>#(?<![a-z0-9]#)\d+)",
+        rf"(?=[#$]?[^\W\d_]){_NB}(?:{_LETTER_ALTERNATIVES})",
+        rf"(?P<mark>[{SL_MARK}{TP_MARK}])",
+        r"(?P<word>[^\W\d_]+)",
     )
 )
-# Letter rules apply only at the start of a word: not after these characters (`_NB`).
-_WORD_BEFORE = first_chars(f"[{_LETTERS}0-9]") or frozenset()
-_SIGIL_RE = re.compile("|".join(_LETTER_RULES))
-
-
-def _rules_by_first_char() -> dict[str, re.Pattern[str]]:
-    """For each first letter, a regex of only the letter rules that can start with it.
-
-    A rule that cannot start with the letter would fail there anyway, and the
-    rest keep their order, so the first rule that matches is the same: at a
-    word, only a handful of rules are tried instead of all nineteen.
-    """
-    starts = [first_chars(rule) for rule in _LETTER_RULES]
-    if any(chars is None for chars in starts):
-        raise ValueError("every letter rule must start with a known set of characters")
-    compiled: dict[tuple[int, ...], re.Pattern[str]] = {}
-    by_char: dict[str, re.Pattern[str]] = {}
-    for ch in set().union(*starts):  # type: ignore[arg-type]
-        if ch in "#$":
-            continue
-        rules = tuple(i for i, chars in enumerate(starts) if ch in chars)  # type: ignore[operator]
-        if rules not in compiled:
-            alternatives = [_LETTER_RULES[i] for i in rules]
-            compiled[rules] = re.compile("|".join((*alternatives, _WORD_RULE)))
-        by_char[ch] = compiled[rules]
-    return by_char
-
-
-_RULES_BY_FIRST = _rules_by_first_char()
+_TOKEN_RE = re.compile(_PATTERN)
 _STRIP_RE = re.compile(r"[\s#$/_.\-]+")
 _PIP_VALUES_RE = re.compile(r"\d+(?:\.\d+)?")
 _SYNTH_RE = re.compile(r"(volatility|vol|vix|boom|crash|step|jump)\s?(\d*)")
@@ -182,67 +163,46 @@ def tokenize(text: str) -> list[Token]:
     out: list[Token] = []
     append = out.append
     fillers = lx.FILLERS
-    scan = _SCAN_RE.search
-    by_first = _RULES_BY_FIRST
-    word_before = _WORD_BEFORE
-    pos = 0
-    while (m := scan(text, pos)) is not None:
+    # branches in order of frequency (numbers, words, newlines are 2/3 of all matches)
+    for m in _TOKEN_RE.finditer(text):
         group = m.lastgroup
-        if group == "run":
-            start = m.start()
-            if not start or text[start - 1] not in word_before:
-                rules = by_first.get(text[start])
-                if rules is not None:
-                    m = rules.match(text, start)  # type: ignore[assignment]  # never None: `word`
-                    group = m.lastgroup
-        elif group == "sigil":
-            start = m.start()
-            sigil = (
-                None if start and text[start - 1] in word_before else _SIGIL_RE.match(text, start)
-            )
-            if sigil is None:
-                pos = start + 1
-                continue
-            m, group = sigil, sigil.lastgroup
-        pos = m.end()
-        # branches in order of frequency (numbers, words, newlines are 2/3 of all matches)
         if group == "num":
             _number(text, m, out)
-        elif group == "word" or group == "run":
+        elif group == "word":
             word = m.group()
             if word not in fillers:
-                append((WORD, m.start(), pos, word, None))
+                append((WORD, m.start(), m.end(), word, None))
         elif group == "nl":
-            append((NL, pos - 1, pos, "\n", None))
+            append((NL, m.start(), m.end(), "\n", None))
         elif group is None or group in _DROPPED:
             continue
         elif group == "tp":
             idx = m.group("tpi") or m.group("tpj")
-            append((TP, m.start(), pos, int(idx) if idx else None, None))
+            append((TP, m.start(), m.end(), int(idx) if idx else None, None))
         elif group == "side":
             word = m.group("sw").lstrip("#")
             side = "buy" if word in lx.BUY_SET else "sell"
-            append((SIDE, m.start(), pos, side, m.group("order")))
+            append((SIDE, m.start(), m.end(), side, m.group("order")))
         elif group in _SYMBOL_GROUPS:
-            append((SYM, m.start(), pos, _symbol(group, m.group(group)), None))
+            append((SYM, m.start(), m.end(), _symbol(group, m.group(group)), None))
         elif group == "pips":
             start = m.start()
             raw = m.group("pips")
             values = tuple(float(v) for v in _PIP_VALUES_RE.findall(raw))
             if "giá" in raw:  # Vietnamese: one "giá" is ten pips
                 values = tuple(v * 10 for v in values)
-            append((PIPS, start, pos, values, _signed(text, start)))
+            append((PIPS, start, m.end(), values, _signed(text, start)))
         elif group == "tag":
             name = m.group("tag")[1:]
             if name in lx.TAG_STOPWORDS:
                 continue
             kind = TAG if m.group("tag")[0] == "#" else SYM
-            append((kind, m.start(), pos, name.upper(), None))
+            append((kind, m.start(), m.end(), name.upper(), None))
         elif group == "mark":
             mark = "sl" if m.group("mark") == SL_MARK else "tp"
-            append((MARK, m.start(), pos, mark, None))
+            append((MARK, m.start(), m.end(), mark, None))
         else:
-            append((_KINDS[group], m.start(), pos, m.group(group), None))
+            append((_KINDS[group], m.start(), m.end(), m.group(group), None))
     return out
 
 
