@@ -15,7 +15,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from contracts import subjects
 from eventstore.migrate import migrate
 from services.runtime import bus
 from services.runtime.infrastructure import Infrastructure
@@ -70,6 +72,40 @@ class Supervisor:
         finally:
             await bus.drain(nc)
 
+    def start_children(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(f"no service {name!r} under this supervisor")
+
+    async def wait_ready(self, nc: Any, *, within_s: float = 60.0) -> None:
+        """Until every child answers its `ctl.svc.<name>.health` (the ones that serve)."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        for child in self.children:
+            while True:
+                try:
+                    await nc.request(f"{subjects.CTL_SERVICE}.{child.name}.health", b"", timeout=1)
+                    break
+                except Exception:
+                    if child.proc is not None and child.proc.poll() is not None:
+                        raise RuntimeError(
+                            f"{child.name} exited with {child.proc.returncode} while starting;"
+                            f" see {child.log_path}"
+                        ) from None
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise TimeoutError(
+                            f"{child.name} did not become ready; see {child.log_path}"
+                        ) from None
+                    await asyncio.sleep(0.1)
+
+    def supervise(self) -> None:
+        """Restart children that died (call it periodically)."""
+        self._restart_dead()
+
     def _spawn(self, child: Child) -> None:
         env = dict(os.environ)
         env.update(
@@ -106,8 +142,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            for child in self.children:
-                self._spawn(child)
+            self.start_children()
             for key, value in self.infra.describe().items():
                 print(f"  {key:9} {value}")
             print(f"sigrelay is up: {', '.join(c.name for c in self.children)}. Ctrl-C stops it.")

@@ -214,7 +214,23 @@ def _open(
 def _with_also(result: Instruction, more: tuple[Instruction, ...]) -> Instruction:
     import msgspec
 
-    return msgspec.structs.replace(result, also=(*result.also, *more))
+    # A message's instructions are a set: the same instruction said twice ("close
+    # half now, secure profits") must not become two half-closes (75 % closed).
+    kept: list[Instruction] = []
+    seen = {_essence(result)}
+    for item in (*result.also, *more):
+        key = _essence(item)
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return msgspec.structs.replace(result, also=tuple(kept))
+
+
+def _essence(item: Instruction) -> bytes:
+    """An instruction without its rule name or nested instructions, for comparison."""
+    import msgspec
+
+    return msgspec.json.encode(msgspec.structs.replace(item, rule="", also=()))
 
 
 def _instructions(

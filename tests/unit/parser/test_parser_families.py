@@ -313,3 +313,12 @@ def test_abbreviated_stop_move_with_context_then_completed_from_trade() -> None:
     got = pub("Move SL to 29", ParseContext(reply_to=reply))
 
     assert got["value"] == 2629.0
+
+
+def test_same_instruction_said_twice_then_applied_once():
+    from services.ingest.parser import parse, to_public
+
+    result = to_public(parse("Close half now, secure profits"))
+
+    assert result["kind"] == "close" and result["fraction"] == 0.5
+    assert not result.get("also")
