@@ -64,6 +64,13 @@ def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.demo.run import run_demo
+
+    result: int = _run(run_demo(settings, users=args.users))
+    return result
+
+
 def _cmd_bench(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     from services.bench.main import run_benchmarks
 
@@ -206,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the servers and every service; Ctrl-C stops them")
     up.add_argument("--only", nargs="+", metavar="SERVICE", help="run only these services")
     up.set_defaults(func=_cmd_up)
+
+    demo = sub.add_parser(
+        "demo", help="everything up, 1,000 users, a script of channel traffic, a summary"
+    )
+    demo.add_argument("--users", type=int, default=1000, help="how many demo users (default 1000)")
+    demo.set_defaults(func=_cmd_demo)
 
     service = sub.add_parser("service", help="run one service in the foreground")
     service.add_argument("name", choices=sorted(registry.SERVICES))
