@@ -49,7 +49,7 @@ import psycopg
 from psycopg import sql
 
 from contracts.partitions import DEFAULT_PARTITIONS
-from infra.nats_config import ADMIN, USERS, render_config
+from infra.nats_config import ADMIN, USERS, ClusterNode, render_config
 
 log = logging.getLogger("sigrelay.infra")
 
@@ -552,6 +552,7 @@ class EmbeddedNats:
     """nats-server with JetStream, users and mappings from infra.nats_config, on 127.0.0.1."""
 
     def __init__(self) -> None:
+        self.cluster: ClusterNode | None = None
         self.home: Path | None = None
         self.port: int | None = None
         self.http_port: int | None = None
@@ -622,10 +623,20 @@ class EmbeddedNats:
 
     # -- life cycle
     def start(
-        self, home: Path, *, partitions: int = DEFAULT_PARTITIONS, port: int | None = None
+        self,
+        home: Path,
+        *,
+        partitions: int = DEFAULT_PARTITIONS,
+        port: int | None = None,
+        cluster: ClusterNode | None = None,
     ) -> str:
-        """Start (or attach to) the server for `home`; return the admin URL."""
+        """Start (or attach to) the server for `home`; return the admin URL.
+
+        With `cluster`, the server is one node of a JetStream cluster (fault tests,
+        deployments on one machine); each node needs its own home.
+        """
         began = time.monotonic()
+        self.cluster = cluster
         self.home = Path(home).resolve()
         self.partitions = partitions
         self.nats_home.mkdir(parents=True, exist_ok=True)
@@ -735,6 +746,7 @@ class EmbeddedNats:
                 store_dir=self.store_dir,
                 partitions=self.partitions,
                 passwords=self.passwords,
+                cluster=self.cluster,
             )
             fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
