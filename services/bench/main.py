@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "eventstore": "services.bench.eventstore",
     "parser": "services.bench.parser",
     "actors": "services.bench.actors",
+    "audit": "services.bench.audit",
 }
 
 

@@ -203,6 +203,72 @@ def _cmd_keys_rotate(args: argparse.Namespace, settings: RuntimeSettings) -> int
     return 0 if not report.failed else 1
 
 
+def _cmd_audit(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    import msgspec
+
+    from eventstore.migrate import migrate
+    from services.audit import tools
+
+    async def go() -> int:
+        url, stop = _database(settings)
+        try:
+            await migrate(url)
+            command = args.audit_command
+            if command == "verify":
+                report = await tools.verify(url)
+                print(json.dumps(msgspec.to_builtins(report), indent=None if args.json else 2))
+                return 0 if report.ok else 1
+            if command == "export":
+                since = _parse_since(args.since)
+                count = await tools.export(url, since, sys.stdout)
+                print(f"{count} records", file=sys.stderr)
+                return 0
+            if command == "explain":
+                story = await tools.explain(url, args.signal, args.user)
+                print(json.dumps(story, indent=2, ensure_ascii=False, default=str))
+                return 0 if story.get("found") else 1
+            return await _audit_replay(url, args)
+        finally:
+            stop()
+
+    try:
+        result: int = _run(go())
+    except ValueError as exc:
+        print(f"sigrelay audit: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parse_since(text: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    from services.actors.replay import parse_time
+
+    if text is None:
+        return None
+    return datetime.fromtimestamp(parse_time(text) / 1_000_000, tz=UTC)
+
+
+async def _audit_replay(url: str, args: argparse.Namespace) -> int:
+    from eventstore import EventStore
+    from services.actors.replay import parse_time, replay_user
+
+    until = parse_time(args.until) if args.until else None
+    store = await EventStore.connect(url, min_size=1, max_size=2)
+    try:
+        state = await replay_user(store, args.user, until)
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(state, ensure_ascii=False))
+    else:
+        status = state["status"]
+        print(f"user {args.user} as of {args.until or 'now'}: {state['events_applied']} events")
+        for key in ("status", "account", "subscriptions", "open_positions", "pending", "today"):
+            print(f"  {key:15} {json.dumps(status.get(key), ensure_ascii=False)}")
+    return 0 if state["events_applied"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sigrelay", description="Telegram-to-MetaTrader signal copier"
@@ -237,6 +303,22 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--title", help="a human name")
     add.set_defaults(func=_cmd_channels)
     channels_sub.add_parser("list", help="print the directory").set_defaults(func=_cmd_channels)
+
+    audit = sub.add_parser("audit", help="the audit trail: replay, explain, verify, export")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    replay = audit_sub.add_parser("replay", help="a user's state rebuilt from the log")
+    replay.add_argument("--user", required=True)
+    replay.add_argument("--until", help="ISO time (UTC if no offset) or unix seconds")
+    replay.add_argument("--json", action="store_true")
+    explain = audit_sub.add_parser("explain", help="the whole story of one signal")
+    explain.add_argument("--signal", required=True, help="signal id, e.g. gold:1234")
+    explain.add_argument("--user", help="only this user")
+    verify = audit_sub.add_parser("verify", help="walk the hash chains; non-zero on tampering")
+    verify.add_argument("--json", action="store_true")
+    export = audit_sub.add_parser("export", help="audit records as JSON lines on stdout")
+    export.add_argument("--since", help="ISO time or unix seconds")
+    for parser_ in (replay, explain, verify, export):
+        parser_.set_defaults(func=_cmd_audit)
 
     keys = sub.add_parser("keys", help="master keys of the credential vault")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

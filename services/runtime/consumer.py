@@ -96,7 +96,8 @@ class JetStreamConsumer:
                     continue
                 try:
                     msgs = await sub.fetch(min(spec.batch, free), timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):
+                    # nats-py sometimes raises the plain asyncio timeout: nothing to fetch
                     self.lag = 0
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):

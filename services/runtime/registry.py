@@ -11,6 +11,7 @@ SERVICES: dict[str, str] = {
     "ingest": "services.ingest.service:IngestService",
     "actors": "services.actors.service:ActorsService",
     "risk": "services.risk.service:RiskService",
+    "audit": "services.audit.service:AuditService",
 }
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -331,3 +332,32 @@ async def test_third_host_started_later_takes_its_partitions_over(actors):
         else:
             assert reply["ok"] and reply["data"]["registered"], (user, reply)
             assert (await ctl(nc, "pause", user))["ok"]
+
+
+async def test_replay_until_a_time_then_state_as_the_status_was_then(actors):
+    from services.actors.replay import replay_user
+
+    harness, nc = actors
+    harness.start()
+    await wait_serving(nc, "gina")
+    await ctl(nc, "register", "gina")
+    await ctl(nc, "link_account", "gina", account_id="paper")
+    await ctl(nc, "subscribe", "gina", channel="gold")
+    then = (await ctl(nc, "status", "gina"))["data"]
+    await asyncio.sleep(0.05)
+    moment_us = time.time_ns() // 1000
+    await asyncio.sleep(0.05)
+    await ctl(nc, "pause", "gina", reason="later")
+    await ctl(nc, "settings", "gina", lot=0.05)
+    await ctl(nc, "subscribe", "gina", channel="fx")
+
+    store = await EventStore.connect(harness.database_url, min_size=1, max_size=2)
+    try:
+        past = await replay_user(store, "gina", moment_us)
+        present = await replay_user(store, "gina")
+    finally:
+        await store.close()
+
+    assert past["status"] == then
+    assert present["status"] == (await ctl(nc, "status", "gina"))["data"]
+    assert present["status"]["status"] == "paused" and past["status"]["status"] == "active"
