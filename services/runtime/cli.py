@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
@@ -74,6 +75,9 @@ def _cmd_demo(args: argparse.Namespace, settings: RuntimeSettings) -> int:
 def _cmd_bench(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     from services.bench.main import run_benchmarks
 
+    if args.users is not None:
+        settings = RuntimeSettings.from_env({**settings.env, "BENCH_USERS": str(args.users)})
+        os.environ["BENCH_USERS"] = str(args.users)
     return run_benchmarks(args.names, settings, as_json=args.json)
 
 
@@ -339,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run benchmarks; prints a table (or JSON)")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     bench.add_argument("--json", action="store_true", help="print JSON only")
+    bench.add_argument("--users", type=int, help="users for the e2e benchmark (default 1000)")
     bench.set_defaults(func=_cmd_bench)
 
     signals = sub.add_parser("signals", help="signal tools")

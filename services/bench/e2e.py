@@ -1,0 +1,179 @@
+"""`sigrelay bench e2e --users N`: the whole pipeline on real NATS and Postgres,
+every service in its own process, the paper broker behind execution.
+
+1. one signal fanned out to N subscribed users: latency from the channel
+   message to each order's submission at the broker (p50/p99/max) and the time
+   to the last order;
+2. a sustained stream: signals posted back to back, orders per second through
+   ingest → actors → risk → execution → broker;
+3. peak RSS and CPU seconds of every service process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import nats
+import psutil
+
+from services.demo.observer import BusObserver
+from services.demo.run import SERVICES, ensure_channels, latest_prices
+from services.ingest.inject import ScriptLine, inject
+from services.runtime.ctl import request
+from services.runtime.settings import RuntimeSettings
+from services.runtime.supervisor import Supervisor
+
+
+class ProcessSampler:
+    """Peak RSS of each child, sampled while the benchmark runs."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._procs = {
+            c.name: psutil.Process(c.proc.pid) for c in supervisor.children if c.proc is not None
+        }
+        self.peak_rss: dict[str, int] = dict.fromkeys(self._procs, 0)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            for name, proc in self._procs.items():
+                with contextlib.suppress(psutil.Error):  # a restarting child has no RSS
+                    self.peak_rss[name] = max(self.peak_rss[name], proc.memory_info().rss)
+            await asyncio.sleep(0.2)
+
+    async def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+        cpu = {}
+        for name, proc in self._procs.items():
+            try:
+                times = proc.cpu_times()
+                cpu[name] = round(times.user + times.system, 2)
+            except psutil.Error:
+                cpu[name] = None
+        return {
+            "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in self.peak_rss.items()},
+            "cpu_s": cpu,
+        }
+
+
+async def _users(nc: Any, n: int) -> None:
+    gate = asyncio.Semaphore(64)
+
+    async def one(i: int) -> None:
+        user = f"bench{i:06d}"
+        async with gate:
+            for verb, body in (
+                ("register", {}),
+                ("link_account", {"account_id": "paper"}),
+                ("subscribe", {"channel": "gold"}),
+                (
+                    "settings",
+                    {
+                        "lot": 0.01,
+                        "risk.max_open_positions": 1000,
+                        "risk.max_positions_per_symbol": 1000,
+                        "risk.max_orders_per_minute": 10000,
+                    },
+                ),
+            ):
+                reply = await request(nc, verb, user, body, timeout_s=60)
+                if not reply.get("ok") and reply["error"]["code"] != "user_exists":
+                    raise RuntimeError(f"{verb} for {user}: {reply['error']}")
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def _wait_reports(observer: BusObserver, expected: int, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        done = sum(observer.figures.reports.values())
+        if done >= expected:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _ticket(price: float) -> str:
+    return f"XAUUSD BUY NOW {price:.2f}\nSL {price - 15:.2f}\nTP {price + 20:.2f}"
+
+
+async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
+    users = int(os.environ.get("BENCH_USERS", "1000"))
+    sustained = int(os.environ.get("BENCH_E2E_SIGNALS", "5"))
+    home = settings.home / "bench-e2e"
+    settings = replace(settings, home=home)
+    supervisor = Supervisor(settings, SERVICES)
+    await supervisor.prepare()
+    ensure_channels(settings)
+    supervisor.start_children()
+    result: dict[str, Any] = {"name": "e2e", "users": users}
+    try:
+        nc = await nats.connect(supervisor.infra.nats_url_for("admin"), name="sigrelay-bench")
+        try:
+            await supervisor.wait_ready(nc)
+            await _users(nc, users)
+            prices = await latest_prices(nc, ("XAUUSD",))
+            price = prices.get("XAUUSD", 2000.0)
+            sampler = ProcessSampler(supervisor)
+            sampler.start()
+
+            observer = BusObserver()
+            await observer.start(nc)
+            base = int(time.time() * 1000)
+            await inject(
+                nc,
+                [ScriptLine(channel="gold", id=base, text=_ticket(price))],
+                default_channel="gold",
+            )
+            await _wait_reports(observer, users, within_s=120)
+            figures = observer.figures
+            latency = figures.latency()
+            posted_ns = min((i.signal_posted_ns for i in observer._intents.values()), default=0)
+            result.update(
+                one_signal_orders=sum(figures.reports.values()),
+                one_signal_latency_p50_ms=latency.get("p50_ms"),
+                one_signal_latency_p99_ms=latency.get("p99_ms"),
+                one_signal_latency_max_ms=latency.get("max_ms"),
+                one_signal_time_to_last_order_ms=round(
+                    (figures.last_submit_ns - posted_ns) / 1e6, 1
+                )
+                if posted_ns and figures.last_submit_ns
+                else None,
+                one_signal_refusals=dict(figures.actor_refusals + figures.risk_rejections),
+            )
+            await observer.stop()
+
+            stream = BusObserver()
+            await stream.start(nc)
+            t0 = time.perf_counter()
+            lines = [
+                ScriptLine(channel="gold", id=base + 1 + k, text=_ticket(price))
+                for k in range(sustained)
+            ]
+            await asyncio.gather(
+                *(inject(nc, [line], default_channel="gold", wait_s=30) for line in lines)
+            )
+            await _wait_reports(stream, users * sustained, within_s=300)
+            elapsed = time.perf_counter() - t0
+            orders = sum(stream.figures.reports.values())
+            result.update(
+                sustained_signals=sustained,
+                sustained_orders=orders,
+                sustained_orders_per_s=round(orders / elapsed),
+                sustained_elapsed_s=round(elapsed, 2),
+            )
+            await stream.stop()
+            result.update(await sampler.stop())
+        finally:
+            await nc.close()
+    finally:
+        await supervisor.shutdown()
+    return result
