@@ -25,6 +25,9 @@ REPORT = "orders.report"  # orders.report.<user>: execution reports from the bro
 # --- market data (core NATS, not stored: only the latest quote matters) --------
 PRICES = "prices"  # prices.<symbol>: Quote from the broker side, for distance/spread checks
 
+# --- the paper exchange (a simulated broker, reached by request/reply) ---------
+BROKER_PAPER = "broker.paper"  # broker.paper.<account>.<op>
+
 # --- domain events relayed from the event log's outbox ------------------------
 EVENTS = "events"  # events.<stream-kind>.<id>, e.g. events.user.u42
 

@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 from contracts.subjects import (
     AUDIT,
+    BROKER_PAPER,
     CTL_PARTITION,
     CTL_SERVICE,
     CTL_SYSTEM,
@@ -86,12 +87,19 @@ PERMISSIONS: dict[str, Role] = {
     "execution": {
         "publish": [
             f"{REPORT}.>",
-            f"{PRICES}.>",
+            f"{BROKER_PAPER}.>",  # requests to the paper exchange
             f"{EVENTS}.account.>",
             f"{DEAD_LETTER}.execution",
         ],
         "subscribe": [f"{VERDICT}.>", f"{EVENTS}.>"],
         "consume": ["ORDERS", "EVENTS"],
+        "serves": True,
+    },
+    "paper": {
+        # the simulated broker: answers broker.paper.<account>.<op>, publishes quotes
+        "publish": [f"{PRICES}.>", f"{DEAD_LETTER}.paper"],
+        "subscribe": [f"{BROKER_PAPER}.>"],
+        "consume": [],
         "serves": True,
     },
     "audit": {

@@ -12,6 +12,8 @@ SERVICES: dict[str, str] = {
     "actors": "services.actors.service:ActorsService",
     "risk": "services.risk.service:RiskService",
     "audit": "services.audit.service:AuditService",
+    "execution": "services.execution.service:ExecutionService",
+    "paper": "services.execution.paper_service:PaperExchangeService",
 }
 
 
