@@ -8,6 +8,11 @@ Two phases, each on the same running services:
 - paced: `BENCH_EXECUTION_PACED_RATE` (500) verdicts/s for
   `BENCH_EXECUTION_PACED_S` (5) seconds: latency with no backlog.
 
+`BENCH_EXECUTION_WORKERS` (1,024) bounds broker calls in flight (at most one
+per account is in flight anyway). `BENCH_EXECUTION_PAPER=process` runs the paper exchange in a child process
+(as in production, where `paper` is its own service) instead of beside
+execution in this one; everything else stays in this process.
+
 Latencies: verdict -> broker submit (`report.submitted_ns - verdict.ts`, when
 execution sent it to the exchange) and verdict -> report received (the whole
 loop: consumer, two group-committed appends, the exchange's own commit, the
@@ -17,8 +22,10 @@ outbox relay and JetStream).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -71,9 +78,12 @@ class _Reports:
         self.received: dict[str, tuple[ExecutionReport, int]] = {}
         self.done = asyncio.Event()
         self.want = 0
+        self.run = ""
 
     async def on_msg(self, msg: Any) -> None:
         report = _reports.decode(msg.data)
+        if not report.intent_id.startswith(self.run):
+            return  # a report from an earlier run on the same server
         self.received.setdefault(report.intent_id, (report, now_ns()))
         if len(self.received) >= self.want:
             self.done.set()
@@ -85,6 +95,20 @@ async def _context(name: str, url: str, db: str, settings: RuntimeSettings) -> S
     return ServiceContext(
         name=name, settings=settings, nc=nc, js=bus.jetstream(nc), store=store, database_url=db
     )
+
+
+def _paper_child(url: str, db: str, home: str, ready: Any) -> None:
+    """Child-process entry: the paper exchange alone, until terminated."""
+
+    async def main() -> None:
+        ctx = await _context("paper", url, db, RuntimeSettings(home=Path(home)))
+        paper = PaperExchangeService(PaperExchangeConfig(balance=1_000_000.0))
+        task = asyncio.create_task(paper.run(ctx))
+        await paper.ready.wait()
+        ready.set()
+        await task
+
+    asyncio.run(main())
 
 
 async def _publish(js: Any, verdicts: list[RiskVerdict]) -> None:
@@ -123,31 +147,53 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
     paced_s = float(os.environ.get("BENCH_EXECUTION_PACED_S", "5"))
     async with bench_infrastructure(settings) as infra, fresh_database(infra.database_url) as db:
         embedded = infra.embedded_nats
-        # admin: the execution user may not use broker.paper.> yet (see the service notes)
-        url = embedded.admin_url if embedded is not None else infra.nats_url_for("execution")
-        admin = await nats.connect(url, name="bench-execution-admin")
+        admin_url = embedded.admin_url if embedded is not None else infra.nats_url_for("admin")
+        paper_url, exec_url = infra.nats_url_for("paper"), infra.nats_url_for("execution")
+        admin = await nats.connect(admin_url, name="bench-execution-admin")
         js = admin.jetstream(publish_async_max_pending=4000)
         await ensure_streams(js)
-        with_purge = await js.stream_info("ORDERS")
-        if with_purge.state.messages:
-            await js.purge_stream("ORDERS")
+        if embedded is not None:  # the bench's own server: start from an empty order flow
+            info = await js.stream_info("ORDERS")
+            if info.state.messages:
+                await js.purge_stream("ORDERS")
         sink = _Reports()
         sub = await admin.subscribe(f"{subjects.REPORT}.>", cb=sink.on_msg)
-        paper_ctx = await _context("paper", url, db, settings)
-        exec_ctx = await _context("execution", url, db, settings)
+        separate = os.environ.get("BENCH_EXECUTION_PAPER", "inprocess") == "process"
+        exec_ctx = await _context("execution", exec_url, db, settings)
         paper = PaperExchangeService(PaperExchangeConfig(balance=1_000_000.0))
-        execution = ExecutionService(ExecutionConfig(workers=512), reconcile_on_start=False)
+        child: Any = None
+        paper_ctx: ServiceContext | None = None
+        execution = ExecutionService(
+            ExecutionConfig(workers=int(os.environ.get("BENCH_EXECUTION_WORKERS", "1024"))),
+            reconcile_on_start=False,
+        )
         relay = OutboxRelay(exec_ctx.store, bus.JetStreamPublisher(exec_ctx.js), idle_poll_s=0.2)
-        tasks = [asyncio.create_task(paper.run(paper_ctx))]
-        await asyncio.wait_for(paper.ready.wait(), 30)
+        tasks: list[asyncio.Task[None]] = []
+        if separate:
+            mp = multiprocessing.get_context("spawn")
+            ready = mp.Event()
+            child = mp.Process(
+                target=_paper_child, args=(paper_url, db, str(settings.home), ready), daemon=True
+            )
+            child.start()
+            if not await asyncio.to_thread(ready.wait, 60):
+                raise RuntimeError("the paper exchange child process did not start in 60 s")
+        else:
+            paper_ctx = await _context("paper", paper_url, db, settings)
+            tasks.append(asyncio.create_task(paper.run(paper_ctx)))
+            await asyncio.wait_for(paper.ready.wait(), 30)
         tasks += [
             asyncio.create_task(execution.run(exec_ctx)),
             asyncio.create_task(relay.run()),
         ]
         await asyncio.wait_for(execution.ready.wait(), 30)
-        result: dict[str, Any] = {"name": "execution", "accounts": accounts}
+        result: dict[str, Any] = {
+            "name": "execution",
+            "accounts": accounts,
+            "paper_exchange": "child process" if separate else "in-process",
+        }
         try:
-            run = new_id()
+            run = sink.run = new_id()
             burst = [_verdict(n, accounts, f"{run}b") for n in range(orders)]
             sink.want, sink.done = orders, asyncio.Event()
             t0 = time.perf_counter()
@@ -186,16 +232,24 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
             result.update(
                 duplicates=stats["duplicates"],
                 reports=stats["reports"],
-                paper_facts_stored=paper.stats()["facts_stored"],
-                paper_store_failures=paper.stats()["store_failures"],
             )
+            if not separate:
+                result.update(
+                    paper_facts_stored=paper.stats()["facts_stored"],
+                    paper_store_failures=paper.stats()["store_failures"],
+                )
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # the outbox relay can sit in a database call for a while after a cancel
+            await asyncio.wait(tasks, timeout=10)
             await sub.unsubscribe()
+            if child is not None:
+                child.terminate()
+                child.join(10)
             for ctx in (exec_ctx, paper_ctx):
-                await bus.drain(ctx.nc)
-                await ctx.store.close()
+                if ctx is not None:
+                    await bus.drain(ctx.nc)
+                    await ctx.store.close()
             await admin.close()
     return result

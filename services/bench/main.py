@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "parser": "services.bench.parser",
     "actors": "services.bench.actors",
     "audit": "services.bench.audit",
+    "execution": "services.bench.execution",
     "e2e": "services.bench.e2e",
 }
 

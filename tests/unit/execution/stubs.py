@@ -1,0 +1,74 @@
+"""Stub factories for the execution unit tests (one place, per STYLE.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.orders import OrderIntent
+from services.execution.events import OrderSubmitting
+from services.execution.ids import client_id_for
+
+
+def intent(intent_id: str = "sig1:u1:1:open", **kw: Any) -> OrderIntent:
+    fields: dict[str, Any] = {
+        "id": "i1",
+        "ts": 1,
+        "correlation_id": "sig1",
+        "user_id": "u1",
+        "account_id": "paper-u1",
+        "broker": "paper",
+        "action": "open",
+        "signal_id": "sig1",
+        "symbol": "XAUUSD",
+        "side": "buy",
+        "volume": 0.1,
+        "sl": 1900.0,
+        "tp": 2100.0,
+    }
+    fields.update(kw)
+    return OrderIntent(intent_id=intent_id, **fields)
+
+
+def submitting(order: OrderIntent | None = None, **kw: Any) -> OrderSubmitting:
+    order = order or intent()
+    return OrderSubmitting(
+        id="s1",
+        ts=10,
+        intent=order,
+        client_id=client_id_for(order.intent_id),
+        verdict_id="v1",
+        **kw,
+    )
+
+
+class ScriptedBroker:
+    """A `PaperBroker` whose next calls raise scripted errors, optionally after executing.
+
+    `script("place_order", RetryLater(...))` makes the next place_order raise;
+    with `execute=True` the call is carried out first (an answer lost on the way).
+    """
+
+    def __init__(self) -> None:
+        from services.execution.broker.paper import PaperBroker
+
+        self.paper = PaperBroker()
+        self.calls: list[str] = []
+        self._script: dict[str, list[tuple[Exception, bool]]] = {}
+
+    def script(self, method: str, exc: Exception, *, execute: bool = False) -> None:
+        self._script.setdefault(method, []).append((exc, execute))
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.paper, name)
+
+        async def call(*args: Any, **kw: Any) -> Any:
+            self.calls.append(name)
+            queued = self._script.get(name)
+            if queued:
+                exc, execute = queued.pop(0)
+                if execute:
+                    await target(*args, **kw)
+                raise exc
+            return await target(*args, **kw)
+
+        return call
