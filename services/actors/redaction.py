@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from services.actors.credentials.redact import redact
+from services.runtime.credentials.redact import redact
 
 
 def redacted_request(body: bytes) -> Any:

@@ -41,12 +41,12 @@ from services.actors.core import (
     settings_view,
     status_view,
 )
-from services.actors.credentials import CredentialVault, MasterKeyRing
 from services.actors.host import ActorHost
-from services.actors.keystore_pg import AccountClaims, PgDataKeyStore
+from services.actors.keystore_pg import AccountClaims
 from services.actors.leases import PartitionLeases
 from services.actors.redaction import redacted_request
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
+from services.runtime.credentials import CredentialVault, MasterKeyRing, PgDataKeyStore
 from services.runtime.host import VERSION
 from services.runtime.service import ServiceContext
 

@@ -2,11 +2,11 @@
 
 - `PaperDirectory`: `paper-*` accounts, through the paper exchange on NATS.
 - `MetaApiDirectory`: MetaApi accounts; the token comes from a `TokenResolver`
-  callable, because the token is sealed in the user's `AccountLinked` event
-  and only the credential vault (owned by the actors service, which execution
-  may not import) can open it. How execution obtains it is an open design
-  question (see the service docstring); until it is answered, no resolver is
-  configured and MetaApi intents are reported `failed` with that reason.
+  callable. The token is sealed in the user's `AccountLinked` event; the
+  service's default resolver, `tokens.VaultTokenResolver`, opens it with the
+  shared credential vault (`services.runtime.credentials`). The token is
+  resolved again on every look-up (the resolver caches it briefly), so an
+  unlink, a deletion or a relink with a new token reaches the cached broker.
 - `RoutingDirectory`: paper accounts to one, the rest to the other.
 """
 
@@ -17,13 +17,16 @@ from typing import Protocol
 
 from nats.aio.client import Client as NATS
 
+from services.runtime.credentials import Secret
+
 from .broker.metaapi import MetaApiBroker, MetaApiConfig, MetaApiConnectionPool
 from .broker.paper_client import PaperBrokerClient
-from .broker.port import Broker, BrokerError
+from .broker.port import AuthFailed, Broker, BrokerError
 
-TokenResolver = Callable[[str, str], Awaitable[str]]
-"""`await resolve(user_id, account_id)` -> the account's MetaApi token (plaintext, in memory
-only). Raises `AuthFailed` when the token cannot be had (unlinked, user deleted)."""
+TokenResolver = Callable[[str, str], Awaitable[Secret | str]]
+"""`await resolve(user_id, account_id)` -> the account's MetaApi token (in memory only,
+preferably as a `Secret`). Raises `AuthFailed` when the token cannot be had (unlinked,
+user deleted, data key shredded)."""
 
 
 class NoBroker(BrokerError):
@@ -63,7 +66,12 @@ class PaperDirectory:
 
 
 class MetaApiDirectory:
-    """One `MetaApiBroker` per account on a shared connection pool."""
+    """One `MetaApiBroker` per account on a shared connection pool.
+
+    Each look-up asks the resolver for the token first: `AuthFailed` (the
+    token is gone for good) drops the account's broker and its pooled
+    connection before it is raised, and a changed token replaces the broker.
+    """
 
     def __init__(
         self,
@@ -76,26 +84,48 @@ class MetaApiDirectory:
         self._config = config
         self._pool = pool
         self._brokers: dict[str, MetaApiBroker] = {}
+        self._tokens: dict[str, Secret] = {}
+
+    def __repr__(self) -> str:
+        return f"MetaApiDirectory(accounts={len(self._brokers)})"
 
     async def broker_for(self, account_id: str, user_id: str) -> Broker:
+        try:
+            resolved = await self._resolve(user_id, account_id)
+        except AuthFailed:  # for good (unlinked, deleted): a passing database error keeps it
+            await self._drop(account_id)
+            raise
+        token = resolved if isinstance(resolved, Secret) else Secret(resolved)
         found = self._brokers.get(account_id)
-        if found is None:
-            token = await self._resolve(user_id, account_id)
-            if self._pool is None:  # the SDK needs a running loop: build on first use
-                self._pool = MetaApiConnectionPool(self._config)
-            found = self._brokers[account_id] = MetaApiBroker(
-                token=token, account_id=account_id, pool=self._pool, config=self._config
-            )
+        if found is not None and self._tokens.get(account_id) == token:
+            return found
+        await self._drop(account_id)  # first use, or the account was linked with a new token
+        if self._pool is None:  # the SDK needs a running loop: build on first use
+            self._pool = MetaApiConnectionPool(self._config)
+        found = self._brokers[account_id] = MetaApiBroker(
+            token=token.reveal(), account_id=account_id, pool=self._pool, config=self._config
+        )
+        self._tokens[account_id] = token
         return found
 
     def forget(self, account_id: str) -> None:
         """Drop a cached broker (after AuthFailed or an unlink): the token is resolved again."""
         self._brokers.pop(account_id, None)
+        self._tokens.pop(account_id, None)
+
+    async def _drop(self, account_id: str) -> None:
+        broker = self._brokers.pop(account_id, None)
+        token = self._tokens.pop(account_id, None)
+        if broker is not None:
+            await broker.close()
+        if token is not None and self._pool is not None:
+            await self._pool.discard(token.reveal(), account_id)
 
     async def close(self) -> None:
         for broker in self._brokers.values():
             await broker.close()
         self._brokers.clear()
+        self._tokens.clear()
         if self._pool is not None:
             await self._pool.close()
 
@@ -111,7 +141,7 @@ class RoutingDirectory:
         if self.metaapi is None:
             raise NoBroker(
                 f"account {account_id} is a MetaApi account, and this execution service has no"
-                " MetaApi token resolver configured"
+                " MetaApi directory configured"
             )
         return await self.metaapi.broker_for(account_id, user_id)
 

@@ -186,8 +186,7 @@ def _cmd_keys_rotate(args: argparse.Namespace, settings: RuntimeSettings) -> int
 
     from eventstore import EventStore
     from eventstore.migrate import migrate
-    from services.actors.credentials import CredentialVault, MasterKeyRing
-    from services.actors.keystore_pg import PgDataKeyStore
+    from services.runtime.credentials import CredentialVault, MasterKeyRing, PgDataKeyStore
 
     async def go() -> Any:
         url, stop = _database(settings)

@@ -35,8 +35,14 @@ VERSION = "0.1.0"
 
 
 async def run_service(
-    name: str, settings: RuntimeSettings, *, ready: asyncio.Event | None = None
+    name: str,
+    settings: RuntimeSettings,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
+    """Run service `name` until SIGTERM/SIGINT (or until `stop` is set, when given:
+    several services then share one process, as the pipeline tests do)."""
     service_cls = registry.load(name)
     infra = Infrastructure(settings).start()
     provider = init_tracing(name, home=settings.home, env=settings.env)
@@ -108,10 +114,11 @@ async def run_service(
             )
         ctx.micro = micro
 
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
         tasks = [
             asyncio.create_task(service.run(ctx), name=f"{name}.run"),
             asyncio.create_task(relay.run(), name=f"{name}.relay"),

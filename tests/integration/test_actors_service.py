@@ -22,10 +22,10 @@ from contracts.users import USER_EVENTS, AccountLinked, user_stream
 from eventstore import EventRegistry, EventStore
 from eventstore.migrate import migrate
 from services.actors.core import decode_state, evolve, initial_state
-from services.actors.credentials import CredentialVault, MasterKeyRing
-from services.actors.credentials.envelope import SealedSecret
-from services.actors.credentials.vault import SecretShredded
-from services.actors.keystore_pg import PgDataKeyStore
+from services.runtime.credentials import CredentialVault, MasterKeyRing
+from services.runtime.credentials.envelope import SealedSecret
+from services.runtime.credentials.keystore_pg import PgDataKeyStore
+from services.runtime.credentials.vault import SecretShredded
 from tests.support.control import ctl, raw_request, wait_serving
 from tests.support.processes import REPO, start_service, stop
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from credentials_stubs import key_entry
 
-from services.actors.credentials import InMemoryDataKeyStore, MasterKeyRing
+from services.runtime.credentials import InMemoryDataKeyStore, MasterKeyRing
 
 
 @pytest.fixture

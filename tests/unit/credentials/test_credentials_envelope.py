@@ -6,7 +6,7 @@ import pickle
 import msgspec
 import pytest
 
-from services.actors.credentials import (
+from services.runtime.credentials import (
     DecryptionFailed,
     MasterKeyRing,
     SealedSecret,

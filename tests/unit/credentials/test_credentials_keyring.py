@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from credentials_stubs import key_entry
 
-from services.actors.credentials import (
+from services.runtime.credentials import (
     InsecureMasterKeyWarning,
     MasterKeyError,
     MasterKeyRing,
     UnknownMasterKey,
     new_entry,
 )
-from services.actors.credentials.keyring import ENV_VAR
+from services.runtime.credentials.keyring import ENV_VAR
 
 
 def test_parse_when_two_entries_then_first_is_active_and_both_known() -> None:

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 from credentials_stubs import key_entry
 
-from services.actors.credentials import (
+from services.runtime.credentials import (
     CredentialVault,
     InMemoryDataKeyStore,
     MasterKeyRing,

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from services.actors.credentials.envelope import WrappedKey
+from services.runtime.credentials.envelope import WrappedKey
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from services.actors.credentials.envelope import (
+from services.runtime.credentials.envelope import (
     DecryptionFailed,
     SealedSecret,
     Secret,
@@ -20,8 +20,8 @@ from services.actors.credentials.envelope import (
     unwrap_dek,
     wrap_dek,
 )
-from services.actors.credentials.keyring import MasterKeyRing, UnknownMasterKey
-from services.actors.credentials.keystore import DataKeyStore
+from services.runtime.credentials.keyring import MasterKeyRing, UnknownMasterKey
+from services.runtime.credentials.keystore import DataKeyStore
 
 log = logging.getLogger(__name__)
 

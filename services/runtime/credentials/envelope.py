@@ -25,7 +25,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from services.actors.credentials.keyring import MasterKeyRing
+from services.runtime.credentials.keyring import MasterKeyRing
 
 DEK_BYTES = 32
 NONCE_BYTES = 12

@@ -1,6 +1,6 @@
 """Broker credentials: envelope encryption, crypto-shredding, key rotation, redaction."""
 
-from services.actors.credentials.envelope import (
+from services.runtime.credentials.envelope import (
     DecryptionFailed,
     SealedSecret,
     Secret,
@@ -11,7 +11,7 @@ from services.actors.credentials.envelope import (
     unwrap_dek,
     wrap_dek,
 )
-from services.actors.credentials.keyring import (
+from services.runtime.credentials.keyring import (
     ENV_VAR,
     InsecureMasterKeyWarning,
     MasterKeyError,
@@ -19,9 +19,10 @@ from services.actors.credentials.keyring import (
     UnknownMasterKey,
     new_entry,
 )
-from services.actors.credentials.keystore import DataKeyStore, InMemoryDataKeyStore
-from services.actors.credentials.redact import MASK, is_sensitive_key, redact, redact_text
-from services.actors.credentials.vault import (
+from services.runtime.credentials.keystore import DataKeyStore, InMemoryDataKeyStore
+from services.runtime.credentials.keystore_pg import PgDataKeyStore
+from services.runtime.credentials.redact import MASK, is_sensitive_key, redact, redact_text
+from services.runtime.credentials.vault import (
     CredentialError,
     CredentialVault,
     RotationReport,
@@ -40,6 +41,7 @@ __all__ = [
     "InsecureMasterKeyWarning",
     "MasterKeyError",
     "MasterKeyRing",
+    "PgDataKeyStore",
     "RotationReport",
     "SealedSecret",
     "Secret",
