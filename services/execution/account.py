@@ -2,7 +2,8 @@
 
 `holdings` are the positions and pending orders our intents left open (by
 the intent that opened them); `submitting` are orders sent whose outcome is
-not recorded yet; `reported` are intents whose outcome is recorded.
+not recorded yet; `reported` are intents whose outcome is recorded;
+`broker_seq` is the last broker event applied (`BrokerEventRecorded`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.orders import Side
+from contracts.orders import ExecutionReport, Side
 
-from .events import OrderReported, OrderSubmitting, ReconciliationDifference
+from .events import BrokerEventRecorded, OrderReported, OrderSubmitting, ReconciliationDifference
 
 _EPS = 1e-9
 
@@ -31,6 +32,7 @@ class Holding:
     price: float | None = None
     sl: float | None = None
     tp: float | None = None
+    opened: ExecutionReport | None = None  # the report that opened it
 
     @property
     def pending(self) -> bool:
@@ -46,6 +48,7 @@ class AccountState:
     reported: set[str] = field(default_factory=set)
     holdings: dict[str, Holding] = field(default_factory=dict)
     differences: dict[str, ReconciliationDifference] = field(default_factory=dict)
+    broker_seq: int = 0
 
     def apply(self, event: Any, version: int) -> None:
         """Fold one event of the account stream (unknown kinds only move the version)."""
@@ -57,6 +60,43 @@ class AccountState:
             self._reported(event)
         elif isinstance(event, ReconciliationDifference):
             self.differences[difference_key(event)] = event
+        elif isinstance(event, BrokerEventRecorded):
+            self._broker_event(event)
+
+    def holding_for(
+        self, client_id: str | None, order_id: str | None, position_id: str | None
+    ) -> Holding | None:
+        """The holding a broker names by client id, else by its order or position id."""
+        if client_id:
+            for holding in self.holdings.values():
+                if holding.client_id == client_id:
+                    return holding
+        for holding in self.holdings.values():
+            if (order_id and holding.order_id == order_id) or (
+                position_id and holding.position_id == position_id
+            ):
+                return holding
+        return None
+
+    def _broker_event(self, recorded: BrokerEventRecorded) -> None:
+        self.broker_seq = max(self.broker_seq, recorded.event.seq)
+        report = recorded.report
+        target = self.holdings.get(report.intent_id)
+        if target is None:
+            return
+        if report.status == "filled":
+            target.position_id = report.position_id or target.order_id
+            target.price = report.price if report.price is not None else target.price
+            target.volume = report.volume if report.volume is not None else target.volume
+        elif report.status == "closed":
+            if report.remaining_volume is not None:
+                target.volume = report.remaining_volume
+            else:
+                target.volume = round(target.volume - (report.volume or target.volume), 8)
+            if target.volume <= _EPS:
+                del self.holdings[target.intent_id]
+        elif report.status == "cancelled":
+            del self.holdings[target.intent_id]
 
     def _reported(self, event: OrderReported) -> None:
         report = event.report
@@ -76,6 +116,7 @@ class AccountState:
                     price=report.price,
                     sl=report.sl,
                     tp=report.tp,
+                    opened=report,
                 )
             return
         target = self.holdings.get(event.target_intent_id or "")

@@ -10,6 +10,11 @@
   transaction (outbox); idempotency key `report:<intent id>`.
 - `ReconciliationDifference` ("execution.reconciliation_difference"): the
   account stream and the broker disagree about a position or order.
+- `BrokerEventRecorded` ("execution.broker_event"): the broker did something
+  on its own to a leg one of our intents opened (a pending order filled, a
+  position closed by its SL or TP, an order cancelled); the report for that
+  intent goes out with it (outbox, msg id `report:<intent>:<status>:<seq>`),
+  idempotency key `broker-event:<account>:<seq>` (`broker_events.py`).
 
 Only execution reads these streams, so the types live here, not in contracts.
 """
@@ -21,6 +26,8 @@ from typing import Literal
 from contracts.envelope import Envelope
 from contracts.orders import ExecutionReport, OrderIntent
 
+from .broker.port import BrokerEvent
+
 DifferenceKind = Literal["missing_at_broker", "unknown_at_broker", "volume_mismatch"]
 
 
@@ -31,6 +38,11 @@ def account_stream(account_id: str) -> str:
 def report_key(intent_id: str) -> str:
     """Idempotency key of an intent's `OrderReported` event."""
     return f"report:{intent_id}"
+
+
+def broker_event_key(account_id: str, seq: int) -> str:
+    """Idempotency key of a `BrokerEventRecorded` event."""
+    return f"broker-event:{account_id}:{seq}"
 
 
 class OrderSubmitting(Envelope, frozen=True, kw_only=True, tag="execution.submitting"):
@@ -81,4 +93,13 @@ class ReconciliationDifference(
     detail: str = ""
 
 
-EXECUTION_EVENTS = (OrderSubmitting, OrderReported, ReconciliationDifference)
+class BrokerEventRecorded(Envelope, frozen=True, kw_only=True, tag="execution.broker_event"):
+    """The broker's own `event` (its `seq` is the account's broker-event cursor) and the
+    `report` it made for the intent that opened the leg."""
+
+    event: BrokerEvent
+    report: ExecutionReport
+    client_id: str = ""
+
+
+EXECUTION_EVENTS = (OrderSubmitting, OrderReported, ReconciliationDifference, BrokerEventRecorded)

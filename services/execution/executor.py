@@ -77,13 +77,15 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Settings of the execution service (env: SIGRELAY_EXECUTION_WORKERS).
+    """Settings of the execution service (env: SIGRELAY_EXECUTION_WORKERS,
+    SIGRELAY_EXECUTION_BROKER_EVENTS_S for `broker_events_poll_s`).
 
     `workers` bounds broker calls in flight across accounts; retries are
     bounded so that one sick account cannot hold a worker for long.
     """
 
     workers: int = 256
+    broker_events_poll_s: float = 1.0  # how often accounts with holdings ask for broker events
     consumer_concurrency: int = 4096
     paper_timeout_s: float = 5.0
     retry_later_attempts: int = 4
@@ -96,8 +98,14 @@ class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     @classmethod
     def from_env(cls, env: Any) -> ExecutionConfig:
+        fields: dict[str, Any] = {}
         workers = env.get("SIGRELAY_EXECUTION_WORKERS")
-        return cls(workers=int(workers)) if workers else cls()
+        if workers:
+            fields["workers"] = int(workers)
+        poll = env.get("SIGRELAY_EXECUTION_BROKER_EVENTS_S")
+        if poll:
+            fields["broker_events_poll_s"] = float(poll)
+        return cls(**fields)
 
 
 class ExecutionCore:
@@ -127,6 +135,13 @@ class ExecutionCore:
         self.reports: dict[str, int] = {}
 
     # ---- account state ---------------------------------------------------------------
+
+    def now(self) -> int:
+        return self._clock()
+
+    def accounts_holding(self) -> list[str]:
+        """Loaded accounts where our intents left positions or pending orders."""
+        return [a for a, state in self._accounts.items() if state.holdings]
 
     async def account(self, account_id: str) -> AccountState:
         found = self._accounts.get(account_id)

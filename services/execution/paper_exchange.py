@@ -255,6 +255,29 @@ class PaperExchange:
                 out[account_id] = facts
         return out
 
+    def set_quote(
+        self, symbol: str, bid: float, ask: float, now: float
+    ) -> dict[str, list[PaperFact]]:
+        """Put the market of `symbol` at bid/ask now (the walk goes on from there), as a
+        tick would; returns the facts caused, by account. Test-only control."""
+        if symbol not in self._feeds:
+            raise ValueError(f"the paper exchange has no symbol {symbol}")
+        if not 0 < bid <= ask:
+            raise ValueError(f"quote {bid}/{ask} for {symbol} is not a market (0 < bid <= ask)")
+        # strictly later than the quote it replaces: books catch up by quote time
+        self.now = max(self.now, now, self.quotes[symbol].time + 1e-6)
+        self._feeds[symbol].move_to(bid, ask)
+        quote = self.quotes[symbol] = Quote(symbol=symbol, bid=bid, ask=ask, time=self.now)
+        out: dict[str, list[PaperFact]] = {}
+        for account_id in list(self._active[symbol]):
+            acct = self.accounts[account_id]
+            acct.book.apply_quote(quote)
+            self._refresh_active(acct)
+            facts = acct.book.drain_journal()
+            if facts:
+                out[account_id] = facts
+        return out
+
     def market_quotes(self) -> list[MarketQuote]:
         """The latest quote of every symbol as the bus carries it (`prices.<symbol>`)."""
         ts = now_ns()

@@ -15,6 +15,15 @@ in parallel and their facts share commits. A store that fails leaves the
 book marked dirty: the caller hears `outcome_unknown` and the next call
 rebuilds the book from the log first, so the book never claims what the log
 does not hold.
+
+What the exchange does on its own (a pending order filled, a position closed
+by its SL or TP, an order cancelled for want of margin) is served on
+`broker.paper.<account>.events_since`: the broker events among the stored
+facts after a given stream version (`broker/paper_broker_events.py`). Served
+from the log, so an event exists only once its fact is stored.
+
+Test-only: `broker.paper.control.set_quote` (`paper_wire.CONTROL_SET_QUOTE`)
+moves a symbol's market, when started with `SIGRELAY_PAPER_CONTROL=1`.
 """
 
 from __future__ import annotations
@@ -35,8 +44,9 @@ from eventstore import EventRegistry, EventStore, EventStoreError, request
 from eventstore.group_commit import GroupCommitter
 
 from .broker import paper_wire as wire
+from .broker.paper_broker_events import broker_events
 from .broker.paper_events import PAPER_EVENTS, PaperFact, paper_stream
-from .broker.port import BrokerError, OutcomeUnknown, Rejected
+from .broker.port import BrokerError, BrokerEventPage, NotConnected, OutcomeUnknown, Rejected
 from .paper_exchange import PaperAccount, PaperExchange, PaperExchangeConfig
 
 log = logging.getLogger("sigrelay.paper")
@@ -56,9 +66,11 @@ class PaperExchangeService:
         config: PaperExchangeConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        control: bool | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
+        self._control = control  # None: from SIGRELAY_PAPER_CONTROL
         self.exchange: PaperExchange | None = None
         self.ready = asyncio.Event()
         self._store: EventStore | None = None
@@ -73,6 +85,8 @@ class PaperExchangeService:
     async def run(self, ctx: Any) -> None:
         config = self._config or PaperExchangeConfig.from_env(ctx.settings.env)
         self.exchange = PaperExchange(config, start_time=self._clock())
+        if self._control is None:
+            self._control = ctx.settings.env.get(wire.CONTROL_ENV) == "1"
         self._store = ctx.store
         self._committer = GroupCommitter(ctx.store, max_batch=2000, linger_s=0.001)
         self._committer.start()
@@ -179,11 +193,17 @@ class PaperExchangeService:
     async def _serve(self, msg: Msg) -> None:
         assert self.exchange is not None
         self.requests += 1
+        if msg.subject == wire.CONTROL_SET_QUOTE:
+            await self._set_quote(msg)
+            return
         op = msg.subject.rsplit(".", 1)[-1]
         try:
             call = wire.call_decoder.decode(msg.data)
         except Exception as exc:
             await _respond(msg, wire.encode_error(_malformed(f"malformed paper request: {exc}")))
+            return
+        if op == wire.EVENTS_SINCE:
+            await self._events_since(msg, call)
             return
         lock = self._locks.get(call.account)
         if lock is None:
@@ -204,6 +224,47 @@ class PaperExchangeService:
             await _respond(msg, wire.encode_error(result))
         else:
             await _respond(msg, wire.encode_ok(result))
+
+    async def _events_since(self, msg: Msg, call: wire.Call) -> None:
+        """The broker events of `call.account` after stream version `after`, from the log."""
+        assert self._store is not None
+        try:
+            args = msgspec.json.decode(bytes(call.args), type=wire.EventsSinceArgs)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            await _respond(msg, wire.encode_error(_malformed(f"malformed events_since: {exc}")))
+            return
+        limit = min(max(args.limit, 1), 1_000)
+        after = max(args.after, 0)
+        try:
+            recorded = await self._store.read_stream(paper_stream(call.account), after + 1)
+        except Exception as exc:  # the log is away: the caller asks again later
+            error = NotConnected(f"the paper exchange cannot read {call.account}'s log: {exc!r}")
+            await _respond(msg, wire.encode_error(error))
+            return
+        page = recorded[:limit]
+        facts = [(r.version, REGISTRY.decode(r)) for r in page]
+        reply = BrokerEventPage(
+            events=broker_events(call.account, facts),
+            last_seq=page[-1].version if page else after,
+            more=len(recorded) > limit,
+        )
+        await _respond(msg, wire.encode_ok(reply))
+
+    async def _set_quote(self, msg: Msg) -> None:
+        assert self.exchange is not None
+        if not self._control:
+            off = f"the paper exchange's test control is off ({wire.CONTROL_ENV}=1 turns it on)"
+            await _respond(msg, wire.encode_error(_malformed(off)))
+            return
+        try:
+            args = msgspec.json.decode(msg.data, type=wire.SetQuoteArgs)
+            fired = self.exchange.set_quote(args.symbol, args.bid, args.ask, self._clock())
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            await _respond(msg, wire.encode_error(_malformed(f"set_quote: {exc}")))
+            return
+        if fired:
+            await self._persist_many(fired)
+        await _respond(msg, wire.encode_ok({"accounts": sorted(fired)}))
 
     async def _ticker(self, nc: Any) -> None:
         assert self.exchange is not None

@@ -19,7 +19,8 @@ all current differences, marking those recorded now as `new`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -30,6 +31,8 @@ from .account import AccountState, Holding, difference_key
 from .broker.port import BrokerError, PendingOrder, Position
 from .events import DifferenceKind, ReconciliationDifference
 from .executor import ExecutionCore
+
+log = logging.getLogger("sigrelay.execution")
 
 _EPS = 1e-9
 
@@ -132,14 +135,28 @@ class Reconciler:
     """Runs reconciliation for accounts through an `ExecutionCore` (callers serialise per
     account, as for intents)."""
 
-    def __init__(self, core: ExecutionCore) -> None:
+    def __init__(
+        self,
+        core: ExecutionCore,
+        *,
+        catch_up: Callable[[str], Awaitable[int]] | None = None,
+    ) -> None:
         self.core = core
+        # applies what the broker did on its own first, so that it is not a difference
+        self._catch_up = catch_up
         self.runs = 0
         self.recorded = 0
 
     async def reconcile(self, account_id: str) -> dict[str, Any]:
         core = self.core
         recovered = await core.recover(account_id)
+        if self._catch_up is not None:
+            try:
+                await self._catch_up(account_id)
+            except Exception as exc:  # reconciliation then reports what the events would explain
+                log.warning(
+                    "execution: broker events of %s before reconciling: %r", account_id, exc
+                )
         state = await core.account(account_id)
         try:
             broker = await core.directory.broker_for(account_id, state.user_id)

@@ -19,10 +19,16 @@ account, or every account execution has sent orders for (`reconcile.py`);
 also run once in the background at start.
 
 Brokers: `paper-*` accounts go to the paper exchange (`PaperBrokerClient`
-on `broker.paper.>`); MetaApi accounts need a `TokenResolver` (the token is
-sealed in the user's `AccountLinked` event and only the actors' credential
-vault can open it; how execution gets it is an open question for the
-lead). Without one, MetaApi intents are reported `failed` with the reason.
+on `broker.paper.>`); MetaApi accounts to `MetaApiBroker`, with the token
+opened by `VaultTokenResolver` (`tokens.py`): the token sealed in the user's
+`AccountLinked` event, opened with the shared credential vault
+(`services.runtime.credentials`, master keys from `SIGRELAY_MASTER_KEYS`).
+A token that can no longer be read (account unlinked, user deleted, data
+key shredded) makes the intent `rejected`, with the reason in plain words.
+
+Broker events (`broker_events.py`): what the broker does on its own (a
+pending order filled, an SL or TP hit, an order cancelled) is polled from
+event-capable brokers and reported for the intent that opened the leg.
 
 Test-only fault hook: `SIGRELAY_FAULT=kill_after_broker_accept` (`faults.py`).
 """
@@ -48,6 +54,7 @@ from eventstore.group_commit import GroupCommitter
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
 from services.runtime.service import ServiceContext
 
+from .broker_events import BrokerEventWatcher
 from .directory import (
     BrokerDirectory,
     MetaApiDirectory,
@@ -59,6 +66,7 @@ from .executor import CONSUMER, ExecutionConfig, ExecutionCore
 from .faults import FaultHook
 from .reconcile import Reconciler
 from .scheduler import AccountScheduler
+from .tokens import VaultTokenResolver
 
 log = logging.getLogger("sigrelay.execution")
 
@@ -96,10 +104,12 @@ class ExecutionService:
         self._directory = directory
         self._token_resolver = token_resolver
         self._reconcile_on_start = reconcile_on_start
+        self.token_resolver: TokenResolver | None = None
         self.core: ExecutionCore | None = None
         self.scheduler: AccountScheduler | None = None
         self.reconciler: Reconciler | None = None
         self.consumer: JetStreamConsumer | None = None
+        self.broker_events: BrokerEventWatcher | None = None
         self.ready = asyncio.Event()
         self.approved = 0
         self.rejected_verdicts = 0
@@ -109,9 +119,13 @@ class ExecutionService:
     async def run(self, ctx: ServiceContext) -> None:
         env = ctx.settings.env
         config = self._config or ExecutionConfig.from_env(env)
+        resolver = self._token_resolver or VaultTokenResolver.from_env(
+            ctx.store, env, home=ctx.settings.home
+        )
+        self.token_resolver = resolver
         directory = self._directory or RoutingDirectory(
             PaperDirectory(ctx.nc, timeout_s=config.paper_timeout_s),
-            MetaApiDirectory(self._token_resolver) if self._token_resolver else None,
+            MetaApiDirectory(resolver),
         )
         committer = GroupCommitter(ctx.store, max_batch=2000, linger_s=0.001)
         committer.start()
@@ -119,7 +133,10 @@ class ExecutionService:
             ctx.store, committer, directory, config, fault=FaultHook.from_env(env)
         )
         scheduler = self.scheduler = AccountScheduler(workers=config.workers)
-        self.reconciler = Reconciler(core)
+        watcher = self.broker_events = BrokerEventWatcher(
+            core, scheduler, poll_s=config.broker_events_poll_s
+        )
+        self.reconciler = Reconciler(core, catch_up=watcher.poll)
         tasks = [asyncio.create_task(scheduler.run(), name="execution.scheduler")]
         micro = None
         try:
@@ -150,6 +167,7 @@ class ExecutionService:
             tasks.append(asyncio.create_task(self._keep_alive(), name="execution.keep_alive"))
             if self._reconcile_on_start:
                 tasks.append(asyncio.create_task(self._reconcile_known(ctx), name="reconcile"))
+            tasks.append(asyncio.create_task(watcher.run(), name="execution.broker_events"))
             self.ready.set()
             await asyncio.gather(*tasks)
         finally:
@@ -285,4 +303,10 @@ class ExecutionService:
             "queued": sched.queued if sched else 0,
             "in_flight": sched.in_flight if sched else 0,
             **(self.core.stats() if self.core else {}),
+            **(self.broker_events.stats() if self.broker_events else {}),
+            **(
+                {"tokens": self.token_resolver.stats()}
+                if isinstance(self.token_resolver, VaultTokenResolver)
+                else {}
+            ),
         }

@@ -417,6 +417,7 @@ class PaperBook:
                     ts=0,
                     order_id=order_id,
                     reason="cancelled by request",
+                    client_id=order.client_id,
                 )
             )
         return self._result("accepted", codes.DONE, client_id=order.client_id, order_id=order_id)
@@ -736,6 +737,8 @@ class PaperBook:
                         reason=reason,
                         time=now,
                         close_order_id=deal_id,
+                        client_id=pos.client_id,
+                        remaining=max(round(pos.volume - volume, 8), 0.0),
                     )
                 )
         self.balance += profit
@@ -851,6 +854,8 @@ class PaperBook:
                         order_id=order.id,
                         reason=codes.describe(codes.NO_MONEY),
                         time=quote.time,
+                        client_id=order.client_id,
+                        by_broker=True,
                     )
                 )
             return PaperEvent(
@@ -882,6 +887,8 @@ class PaperBook:
                     price=price,
                     margin=margin,
                     time=quote.time,
+                    client_id=order.client_id,
+                    volume=order.volume,
                 )
             )
         return PaperEvent(

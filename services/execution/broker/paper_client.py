@@ -23,6 +23,7 @@ from nats.aio.client import Client as NATS
 from . import paper_wire as wire
 from .port import (
     AccountInfo,
+    BrokerEventPage,
     BrokerOrderResult,
     NotConnected,
     OrderRequest,
@@ -42,6 +43,7 @@ _found = msgspec.json.Decoder(wire.Found)
 _account = msgspec.json.Decoder(AccountInfo)
 _spec = msgspec.json.Decoder(SymbolSpec)
 _quote = msgspec.json.Decoder(Quote)
+_events = msgspec.json.Decoder(BrokerEventPage)
 
 
 class PaperBrokerClient:
@@ -144,6 +146,12 @@ class PaperBrokerClient:
     async def quote(self, symbol: str) -> Quote:
         quote: Quote = await self._call("quote", wire.SymbolArgs(symbol=symbol), _quote)
         return quote
+
+    async def events_since(self, after: int, limit: int = 500) -> BrokerEventPage:
+        """What the exchange did on its own after event `after` (`BrokerEventSource`)."""
+        args = wire.EventsSinceArgs(after=after, limit=limit)
+        page: BrokerEventPage = await self._call(wire.EVENTS_SINCE, args, _events)
+        return page
 
     async def close(self) -> None:
         self._closed = True

@@ -70,12 +70,19 @@ class PaperOrderFilled(Envelope, frozen=True, kw_only=True, tag="paper.order_fil
     price: float
     margin: float
     time: float
+    client_id: str | None = None  # the order's (kept here for the broker events)
+    volume: float | None = None
 
 
 class PaperOrderCancelled(Envelope, frozen=True, kw_only=True, tag="paper.order_cancelled"):
+    """A pending order removed: by request, or by the exchange itself (`by_broker`, e.g.
+    no margin for it when the market reached its price)."""
+
     order_id: str
     reason: str = ""
     time: float = 0.0
+    client_id: str | None = None
+    by_broker: bool = False
 
 
 class PaperOrderModified(Envelope, frozen=True, kw_only=True, tag="paper.order_modified"):
@@ -101,6 +108,8 @@ class PaperPositionClosed(Envelope, frozen=True, kw_only=True, tag="paper.positi
     reason: CloseReason
     time: float
     close_order_id: str | None = None  # the deal's id, for closes by request
+    client_id: str | None = None  # the position's (kept here for the broker events)
+    remaining: float | None = None  # the position's volume after this close
 
 
 PaperFact = (

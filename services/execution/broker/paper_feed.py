@@ -141,6 +141,10 @@ class RandomWalkFeed:
         self._mid *= math.exp(self._rng.gauss(0.0, self._vol))
         return self._quote(now)
 
+    def move_to(self, bid: float, ask: float) -> None:
+        """Continue the walk from this quote's mid (the test-only control sets quotes)."""
+        self._mid = (bid + ask) / 2
+
     def _quote(self, now: float) -> Quote:
         bid = round(self._mid - self._spread / 2, self._digits)
         ask = round(bid + self._spread, self._digits)

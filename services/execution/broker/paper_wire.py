@@ -21,6 +21,20 @@ Reply: `{"ok": true, "result": ...}` or `{"ok": false, "error": {"kind",
 | account_info | {} | AccountInfo |
 | symbol_spec | {symbol} | SymbolSpec |
 | quote | {symbol} | Quote (the port's) |
+| events_since | {after, limit} | BrokerEventPage: what the exchange did on its own |
+
+`events_since` is how the exchange tells what it did without being asked (a
+pending order filled by the market, a position closed by its SL or TP, an
+order cancelled for want of margin): the client pulls the events after the
+last `seq` it applied (`seq` = the fact's version in `paper-<account>`), so a
+client that was down misses nothing and one that asks twice applies nothing
+twice. Pulled rather than pushed: it needs no new NATS permission (execution
+may already request `broker.paper.>`) and no delivery guarantee from core NATS.
+
+Test-only control (`CONTROL_SET_QUOTE`, `broker.paper.control.set_quote`,
+body `SetQuoteArgs`): sets a symbol's quote now and moves the feed's walk
+there; answered only when the exchange runs with `SIGRELAY_PAPER_CONTROL=1`,
+refused otherwise.
 """
 
 from __future__ import annotations
@@ -51,7 +65,11 @@ TRADE_OPS = frozenset(
 READ_OPS = frozenset(
     {"positions", "orders", "find_by_client_id", "account_info", "symbol_spec", "quote"}
 )
-OPS = TRADE_OPS | READ_OPS
+EVENTS_SINCE = "events_since"  # served from the stored facts, not the book
+OPS = TRADE_OPS | READ_OPS | {EVENTS_SINCE}
+
+CONTROL_SET_QUOTE = f"{PREFIX}.control.set_quote"
+CONTROL_ENV = "SIGRELAY_PAPER_CONTROL"
 
 
 def subject(account_id: str, op: str) -> str:
@@ -91,6 +109,17 @@ class ClientIdArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 class SymbolArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     symbol: str
+
+
+class EventsSinceArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    after: int = 0
+    limit: int = 500
+
+
+class SetQuoteArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    symbol: str
+    bid: float
+    ask: float
 
 
 class NoArgs(msgspec.Struct, frozen=True, kw_only=True):

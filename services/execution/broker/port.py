@@ -285,6 +285,56 @@ class Broker(Protocol):
         ...
 
 
+# ---------------------------------------------------------------------------------------
+# What a broker does on its own
+
+
+BrokerEventKind = Literal["filled", "closed", "cancelled"]
+CloseCause = Literal["stop_loss", "take_profit", "stop_out"]
+
+
+class BrokerEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Something the broker did without a request of ours: a pending order filled by the
+    market, a position closed by its stop loss or take profit, an order cancelled.
+
+    `seq` orders an account's events (gapless at the source, though most of its
+    numbers belong to facts that are not events): an event is applied once,
+    and a client that remembers the last `seq` it applied misses nothing.
+    """
+
+    account_id: str
+    seq: int
+    kind: BrokerEventKind
+    client_id: str | None = None  # of the order or position (None if the broker lost it)
+    order_id: str | None = None
+    position_id: str | None = None
+    symbol: str = ""
+    price: float | None = None  # the fill or close price
+    volume: float | None = None  # filled or closed volume
+    remaining_volume: float | None = None  # of the position, after a close
+    profit: float | None = None  # realised, on a close
+    cause: CloseCause | None = None  # why a position closed
+    reason: str = ""  # the broker's own words
+    time: float = 0.0
+
+
+class BrokerEventPage(msgspec.Struct, frozen=True, kw_only=True):
+    """The events after `after`; `last_seq` is how far the broker looked (resume after it),
+    `more` says a further page is waiting."""
+
+    events: list[BrokerEvent] = msgspec.field(default_factory=list)
+    last_seq: int = 0
+    more: bool = False
+
+
+@runtime_checkable
+class BrokerEventSource(Protocol):
+    """A broker that can list what it did on its own (the paper exchange does; MetaApi's
+    streaming listener would be the equivalent, not wired yet)."""
+
+    async def events_since(self, after: int, limit: int = 500) -> BrokerEventPage: ...
+
+
 def found_as_result(found: Position | PendingOrder, *, duplicate: bool) -> BrokerOrderResult:
     """An already existing position or order, reported as the result of placing it."""
     if isinstance(found, Position):
