@@ -36,6 +36,7 @@ from contracts.orders import ExecutionReport, OrderIntent, RiskVerdict
 from eventstore import ConcurrencyError, EventRegistry, EventStore, EventStoreError, request
 from eventstore.group_commit import GroupCommitter
 from eventstore.records import OutboxMessage
+from services.runtime.tracing import trace_headers
 
 from .account import AccountState
 from .broker import codes
@@ -575,4 +576,5 @@ def _outbox(report: ExecutionReport) -> OutboxMessage:
         subject=subjects.report(report.user_id),
         msg_id=f"report:{report.intent_id}:{report.status}",
         payload=encode(report),
+        headers=trace_headers(),
     )

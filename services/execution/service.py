@@ -53,6 +53,7 @@ from contracts.orders import RiskVerdict
 from eventstore.group_commit import GroupCommitter
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
 from services.runtime.service import ServiceContext
+from services.runtime.tracing import in_current_context
 
 from .broker_events import BrokerEventWatcher
 from .directory import (
@@ -276,7 +277,9 @@ class ExecutionService:
         assert self.core is not None and self.scheduler is not None
         self.approved += 1
         core = self.core
-        future = self.scheduler.submit(verdict.intent.account_id, lambda: core.execute(verdict))
+        future = self.scheduler.submit(
+            verdict.intent.account_id, in_current_context(lambda: core.execute(verdict))
+        )
         self._waiting[future] = msg  # `_keep_alive` tells JetStream we are still on it
         try:
             # an error: the consumer naks, and the redelivery finds our records

@@ -53,6 +53,7 @@ class ConsumerConfigSpec:
     deliver_new_only: bool = False
     # a consumer created for the first time starts this far back (None: from the start)
     deliver_since_s: float | None = None
+    drain_s: float = 5.0  # on shutdown, how long in-flight messages may still finish
 
 
 class JetStreamConsumer:
@@ -113,8 +114,14 @@ class JetStreamConsumer:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
         finally:
+            # Let in-flight messages finish for a moment, then cancel them: a handler
+            # may wait on a component that is itself shutting down, and an unacked
+            # message is simply redelivered (handlers are idempotent).
             if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+                _, pending = await asyncio.wait(set(self._tasks), timeout=spec.drain_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
             # a fetched batch nobody will read would keep a later drain() waiting
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -132,14 +132,18 @@ async def run_service(
             if task is not stopper and task.exception() is not None:
                 log.error("%s: stopped by an error: %r", name, task.exception())
         log.info("%s: shutting down", name)
+        began = time.monotonic()
         for task in [stopper, *tasks]:
             task.cancel()
         await asyncio.gather(stopper, *tasks, return_exceptions=True)
+        log.debug("%s: tasks stopped after %.2fs", name, time.monotonic() - began)
         with contextlib.suppress(Exception):
             await micro.stop()
         await bus.drain(nc)
+        log.debug("%s: bus drained after %.2fs", name, time.monotonic() - began)
         await store.close()
         meters.shutdown()
+        log.info("%s: stopped in %.2fs", name, time.monotonic() - began)
     finally:
         provider.shutdown()
         infra.stop()

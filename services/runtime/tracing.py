@@ -19,9 +19,9 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -39,6 +39,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 log = logging.getLogger("sigrelay.tracing")
 
 _propagator = TraceContextTextMapPropagator()
+T = TypeVar("T")
 TRACER_NAME = "sigrelay"
 
 
@@ -128,6 +129,21 @@ def trace_metadata() -> dict[str, str]:
 def current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
     return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+
+def in_current_context(factory: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """Carry the caller's trace context into work that another task will run later
+    (a per-account queue, a worker pool), so its spans and headers stay in the trace."""
+    captured = otel_context.get_current()
+
+    async def run() -> T:
+        token = otel_context.attach(captured)
+        try:
+            return await factory()
+        finally:
+            otel_context.detach(token)
+
+    return run
 
 
 @contextlib.contextmanager
