@@ -11,9 +11,9 @@ default:
 up *ARGS:
     sigrelay up {{ARGS}}
 
-# the demo (for now: everything up; the scripted demo arrives with issue 7)
+# the demo: everything up, 1,000 users, scripted channel traffic, a summary; then exits
 demo *ARGS:
-    sigrelay up {{ARGS}}
+    sigrelay demo {{ARGS}}
 
 # run one service in the foreground, e.g. `./dev service relay`
 service NAME:

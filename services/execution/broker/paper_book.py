@@ -227,6 +227,9 @@ class PaperBook:
 
     def place(self, req: OrderRequest) -> BrokerOrderResult:
         """Place an order; an already placed client id returns what exists."""
+        canonical = self.canonical(req.symbol)
+        if canonical != req.symbol:
+            req = msgspec.structs.replace(req, symbol=canonical)
         prior = self._placed.get(req.client_id)
         if prior is not None:
             found = self.find(req.client_id)
@@ -610,8 +613,18 @@ class PaperBook:
 
     # ---- internals ------------------------------------------------------------------
 
+    def canonical(self, symbol: str) -> str:
+        """The book's name for a broker-style symbol: like many MT5 brokers, the paper
+        broker also answers to suffixed names (XAUUSD.m, XAUUSDm, EURUSD.pro)."""
+        if symbol in self._syms:
+            return symbol
+        for candidate in (symbol.split(".")[0], symbol.rstrip("abcdefghijklmnopqrstuvwxyz")):
+            if candidate.upper() in self._syms:
+                return candidate.upper()
+        return symbol
+
     def _sym(self, symbol: str) -> _Sym:
-        st = self._syms.get(symbol)
+        st = self._syms.get(self.canonical(symbol))
         if st is None:
             raise reject(codes.INVALID, f"symbol {symbol} is not offered by this broker")
         return st

@@ -285,3 +285,17 @@ def test_specs_when_built_in_then_as_documented() -> None:
     assert (jpy.digits, jpy.pip_size) == (3, 0.01)
     assert [book.spec(s).pip_size for s in ("US30", "NAS100", "GER40", "BTCUSD")] == [1.0] * 4
     assert (fx.min_volume, fx.max_volume, fx.volume_step) == (0.01, 100.0, 0.01)
+
+
+async def test_broker_style_suffixed_symbol_then_traded_as_the_instrument():
+    from services.execution.broker.paper import PaperBroker
+    from services.execution.broker.port import OrderRequest
+
+    broker = PaperBroker()
+    for n, name in enumerate(("XAUUSD.m", "XAUUSDm")):
+        result = await broker.place_order(
+            OrderRequest(client_id=f"suffix{n}", symbol=name, side="buy", volume=0.01)
+        )
+        assert result.status == "filled"
+    positions = await broker.positions()
+    assert [p.symbol for p in positions] == ["XAUUSD", "XAUUSD"]
