@@ -33,7 +33,14 @@ import msgspec
 from contracts import subjects
 from contracts.envelope import encode, new_id, now_ns
 from contracts.orders import ExecutionReport, OrderIntent, RiskVerdict
-from eventstore import ConcurrencyError, EventRegistry, EventStore, EventStoreError, request
+from eventstore import (
+    ANY_VERSION,
+    ConcurrencyError,
+    EventRegistry,
+    EventStore,
+    EventStoreError,
+    request,
+)
 from eventstore.group_commit import GroupCommitter
 from eventstore.records import OutboxMessage
 from services.runtime.tracing import trace_headers
@@ -46,7 +53,6 @@ from .broker.port import (
     Broker,
     BrokerError,
     BrokerOrderResult,
-    NotConnected,
     OrderRequest,
     OutcomeUnknown,
     PendingOrder,
@@ -65,6 +71,7 @@ from .events import (
     report_key,
 )
 from .faults import KILL_AFTER_BROKER_ACCEPT, FaultHook
+from .health import BrokerConnectionChanged, ConnectionHealth, classify
 from .ids import client_id_for, close_volume
 from .reports import report_failure, report_success
 
@@ -126,6 +133,7 @@ class ExecutionCore:
         self.directory = directory
         self.config = config or ExecutionConfig()
         self._fault = fault or FaultHook()
+        self.health = ConnectionHealth()
         self._clock = clock
         self._sleep = sleep
         self._accounts: dict[str, AccountState] = {}
@@ -457,8 +465,7 @@ class ExecutionCore:
         self, broker: Broker, sub: OrderSubmitting, *, recovering: bool
     ) -> BrokerOrderResult | BrokerError:
         """Call the broker for `sub` until it answers for good, or the retries run out."""
-        cfg = self.config
-        retry_later = not_connected = unknown = 0
+        attempts: dict[str, int] = {}
         look_first = recovering
         while True:
             try:
@@ -470,26 +477,72 @@ class ExecutionCore:
                 result = await self._call(broker, sub)
                 if sub.intent.action == "open":
                     self._fault(KILL_AFTER_BROKER_ACCEPT)
+                await self._observe_health(sub.intent.account_id, result)
                 return result
-            except (Rejected, AuthFailed) as exc:
-                return exc
-            except RetryLater as exc:
-                retry_later += 1
-                if retry_later > cfg.retry_later_attempts:
-                    return exc
-                await self._sleep(self._backoff(retry_later, exc))
-            except NotConnected as exc:
-                not_connected += 1
-                if not_connected > cfg.not_connected_attempts:
-                    return exc
-                await self._sleep(self._backoff(not_connected, exc))
-            except OutcomeUnknown as exc:
-                unknown += 1
-                if unknown > cfg.unknown_attempts:
-                    return exc
-                look_first = True  # it may have executed: never resend before looking
             except BrokerError as exc:
-                return exc
+                await self._observe_health(sub.intent.account_id, exc)
+                if isinstance(exc, (Rejected, AuthFailed)):
+                    return exc
+                outcome = await self._retry_or_give_up(exc, attempts)
+                if outcome is not None:
+                    return outcome
+                if isinstance(exc, OutcomeUnknown):
+                    look_first = True  # it may have executed: never resend before looking
+
+    async def _retry_or_give_up(
+        self, exc: BrokerError, attempts: dict[str, int]
+    ) -> BrokerError | None:
+        """Sleep before the next try, or return the error when its retries ran out."""
+        cfg = self.config
+        kind = type(exc).__name__
+        attempts[kind] = attempts.get(kind, 0) + 1
+        limit = {
+            "RetryLater": cfg.retry_later_attempts,
+            "NotConnected": cfg.not_connected_attempts,
+            "OutcomeUnknown": cfg.unknown_attempts,
+        }.get(kind)
+        if limit is None or attempts[kind] > limit:
+            return exc
+        if not isinstance(exc, OutcomeUnknown):
+            await self._sleep(self._backoff(attempts[kind], exc))
+        return None
+
+    async def _observe_health(self, account_id: str, outcome: object) -> None:
+        """Record a change of the account's broker connection (see health.py)."""
+        state = classify(outcome)
+        if state is None:
+            return
+        previous = self.health.observe(account_id, state)
+        if previous is None:
+            return
+        event = BrokerConnectionChanged(
+            id=f"health:{account_id}:{new_id()}",
+            ts=now_ns(),
+            account_id=account_id,
+            state=state,
+            previous=previous,
+            reason=getattr(outcome, "reason", "") if state != "up" else "",
+        )
+        log.info("broker connection of %s: %s -> %s %s", account_id, previous, state, event.reason)
+        if self.committer is None:
+            return
+        try:  # operators' information: failing to record it must not stop an order
+            await self.committer.submit(
+                request(
+                    f"broker-health-{account_id}",
+                    ANY_VERSION,
+                    [event],
+                    outbox=[
+                        OutboxMessage(
+                            subject=subjects.stream_events(f"account-{account_id}"),
+                            msg_id=event.id,
+                            payload=encode(event),
+                        )
+                    ],
+                )
+            )
+        except Exception as exc:
+            log.warning("could not record the broker health of %s: %r", account_id, exc)
 
     async def _call(self, broker: Broker, sub: OrderSubmitting) -> BrokerOrderResult:
         intent = sub.intent
