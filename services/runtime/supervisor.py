@@ -82,8 +82,11 @@ class Supervisor:
                 return child
         raise KeyError(f"no service {name!r} under this supervisor")
 
-    async def wait_ready(self, nc: Any, *, within_s: float = 60.0) -> None:
-        """Until every child answers its `ctl.svc.<name>.health` (the ones that serve)."""
+    async def wait_ready(
+        self, nc: Any, *, within_s: float = 60.0, restarting: bool = False
+    ) -> None:
+        """Until every child answers its `ctl.svc.<name>.health`. With `restarting`, a
+        child found dead is waited for (something calls `supervise()` meanwhile)."""
         deadline = asyncio.get_running_loop().time() + within_s
         for child in self.children:
             while True:
@@ -91,9 +94,10 @@ class Supervisor:
                     await nc.request(f"{subjects.CTL_SERVICE}.{child.name}.health", b"", timeout=1)
                     break
                 except Exception:
-                    if child.proc is not None and child.proc.poll() is not None:
+                    code = child.proc.poll() if child.proc is not None else None
+                    if code is not None and not restarting:
                         raise RuntimeError(
-                            f"{child.name} exited with {child.proc.returncode} while starting;"
+                            f"{child.name} exited with {code} while starting;"
                             f" see {child.log_path}"
                         ) from None
                     if asyncio.get_running_loop().time() > deadline:

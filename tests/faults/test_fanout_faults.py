@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import signal
 import time
@@ -25,6 +26,7 @@ from services.runtime.settings import RuntimeSettings
 from services.runtime.supervisor import Supervisor
 
 pytestmark = pytest.mark.faults
+log = logging.getLogger("sigrelay.tests.faults")
 
 SERVICES = ("ingest", "actors", "risk", "paper", "execution", "audit")
 USERS = int(os.environ.get("SIGRELAY_FAULT_USERS", "1000"))
@@ -79,6 +81,7 @@ def _filled_intents(database_url: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+@pytest.mark.timeout(1200)  # 6 fan-outs to 1,000 users at today's pipeline speed, plus recoveries
 async def test_each_part_killed_during_fanouts_then_exactly_one_order_per_leg(tmp_path: Path):
     key = "kf:" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
     settings = RuntimeSettings.from_env(
@@ -124,10 +127,11 @@ async def test_each_part_killed_during_fanouts_then_exactly_one_order_per_leg(tm
     try:
         await supervisor.wait_ready(nc)
         await _users(nc, USERS)
+        log.info("fault suite: %d users ready", USERS)
         price = (await latest_prices(nc, ("XAUUSD",)))["XAUUSD"]
         base = int(time.time())
         signal_ids = []
-        for n, (_, fault) in enumerate(faults):
+        for n, (name, fault) in enumerate(faults):
             message_id = base + n
             signal_ids.append(f"gold:{message_id}")
             text = f"XAUUSD BUY NOW {price:.2f}\nSL {price - 30:.2f}\nTP {price + 40:.2f}"
@@ -139,7 +143,12 @@ async def test_each_part_killed_during_fanouts_then_exactly_one_order_per_leg(tm
             )
             await asyncio.sleep(0.3)  # the fan-out is under way
             await fault()
-            await supervisor.wait_ready(nc, within_s=120)
+            await supervisor.wait_ready(nc, within_s=120, restarting=True)
+            log.info(
+                "fault suite: %s recovered; %d positions so far",
+                name,
+                sum(_filled_intents(database_url).values()),
+            )
 
         expected = USERS * len(faults)
         deadline = time.monotonic() + 600
