@@ -97,8 +97,7 @@ class Supervisor:
                     code = child.proc.poll() if child.proc is not None else None
                     if code is not None and not restarting:
                         raise RuntimeError(
-                            f"{child.name} exited with {code} while starting;"
-                            f" see {child.log_path}"
+                            f"{child.name} exited with {code} while starting; see {child.log_path}"
                         ) from None
                     if asyncio.get_running_loop().time() > deadline:
                         raise TimeoutError(

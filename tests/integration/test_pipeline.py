@@ -127,7 +127,7 @@ async def test_signal_flows_end_to_end_then_one_trace_and_explain_shows_every_ho
 
 
 async def test_control_request_with_token_then_no_plaintext_in_audit_or_spans(pipeline):
-    nc, admin, database_url = pipeline
+    nc, _admin, database_url = pipeline
     assert (await ctl(nc, "register", "u2"))["ok"]
     assert (await ctl(nc, "link_account", "u2", account_id="acc-777", token=TOKEN))["ok"]
 
