@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from eventstore.cancellation import reraise_if_cancelling
 from eventstore.records import OutboxMessage
 from eventstore.store import OUTBOX_CHANNEL, EventStore
 
@@ -64,7 +65,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: try again, never die
-                _raise_if_cancelling(exc)
+                reraise_if_cancelling(exc)
                 log.warning("outbox relay lost its connection (%r); retrying", exc)
                 self.is_leader = False
                 await asyncio.sleep(self._retry_s)
@@ -87,7 +88,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # bus down or slow: keep the rows, try again
-                _raise_if_cancelling(exc)
+                reraise_if_cancelling(exc)
                 log.warning("outbox publish failed (%r); will retry", exc)
                 await asyncio.sleep(self._retry_s)
                 continue
@@ -134,11 +135,3 @@ class OutboxRelay:
 
     async def _after_publish(self, messages: Sequence[OutboxMessage]) -> None:
         """Hook between publish and delete; fault tests override it to crash here."""
-
-
-def _raise_if_cancelling(exc: Exception) -> None:
-    # A library may turn our cancellation into its own error (a connection torn
-    # down mid-query): a relay being stopped must stop, not retry for ever.
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from exc

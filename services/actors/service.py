@@ -32,6 +32,7 @@ from contracts.ingest import ParsedSignal
 from contracts.orders import ExecutionReport, RiskVerdict
 from contracts.partitions import partition_of
 from contracts.users import LinkAccountRequest, SealedToken
+from eventstore.cancellation import reraise_if_cancelling
 from eventstore.group_commit import GroupCommitter
 from services.actors.control import check_verb_and_user, decode_request, parse_subject
 from services.actors.core import (
@@ -234,6 +235,7 @@ class ActorsService:
                 if ticks % 60 == 0:
                     await self.host.passivate_idle()
             except Exception as exc:  # a failed snapshot only costs recovery time
+                reraise_if_cancelling(exc)
                 log.warning("actors: housekeeping failed: %r", exc)
 
     # --- bus handlers ----------------------------------------------------------------

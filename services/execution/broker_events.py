@@ -37,6 +37,7 @@ from contracts import subjects
 from contracts.envelope import encode, new_id
 from contracts.orders import ExecutionReport, ReportStatus
 from eventstore import ConcurrencyError
+from eventstore.cancellation import reraise_if_cancelling
 from eventstore.records import OutboxMessage
 
 from .account import AccountState, Holding
@@ -177,6 +178,7 @@ class BrokerEventWatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next poll tries again; nothing was applied twice
+            reraise_if_cancelling(exc)
             self.errors += 1
             log.warning("execution: broker events of %s: %r", account_id, exc)
             return 0

@@ -41,6 +41,7 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.envelope import encode, new_id
 from eventstore import EventRegistry, EventStore, EventStoreError, request
+from eventstore.cancellation import reraise_if_cancelling
 from eventstore.group_commit import GroupCommitter
 
 from .broker import paper_wire as wire
@@ -282,6 +283,7 @@ class PaperExchangeService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bad tick must not stop the feed
+                reraise_if_cancelling(exc)
                 log.warning("paper: tick failed: %r", exc)
 
     async def _persist_many(self, fired: dict[str, list[PaperFact]]) -> None:

@@ -38,6 +38,7 @@ from contracts.envelope import Codec, tag_of
 from contracts.errors import ErrorCode
 from contracts.orders import ExecutionReport, OrderIntent, Quote
 from contracts.users import USER_EVENTS
+from eventstore.cancellation import reraise_if_cancelling
 from services.risk.core import RiskConfig, RiskCore
 from services.risk.projection import USER_STATE_EVENTS
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer, Rejected
@@ -167,6 +168,7 @@ class RiskService:
                     await core.flush_snapshots()
                     next_flush = loop.time() + self.config.snapshot_flush_s
             except Exception as exc:  # the database is away: the next round tries again
+                reraise_if_cancelling(exc)
                 log.warning("risk housekeeping failed: %r", exc)
 
     # --- consumers ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import subjects
 from contracts.envelope import Codec
+from eventstore.cancellation import reraise_if_cancelling
 from services.runtime.metrics import hop_latency_ms
 from services.runtime.tracing import consume_span
 
@@ -104,6 +105,7 @@ class JetStreamConsumer:
                 except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
                     raise
                 except Exception as exc:  # server restarting, leader election: keep going
+                    reraise_if_cancelling(exc)
                     log.warning("%s: fetch failed (%s); retrying", spec.durable, exc)
                     await asyncio.sleep(0.5)
                     continue
