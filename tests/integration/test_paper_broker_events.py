@@ -17,7 +17,6 @@ from typing import Any
 import msgspec
 import nats
 import pytest
-from nats.js.api import DeliverPolicy
 
 from contracts import subjects
 from contracts.envelope import encode, new_id, now_ns
@@ -36,6 +35,7 @@ from services.runtime import bus
 from services.runtime.service import ServiceContext
 from services.runtime.settings import RuntimeSettings
 from tests.support.processes import start_service, stop
+from tests.support.streams import reports_in_stream
 
 pytestmark = pytest.mark.integration
 
@@ -142,23 +142,7 @@ class Stack:
 
     async def reports(self, user: str) -> list[ExecutionReport]:
         """Every report JetStream holds for the user (what the actors and risk consume)."""
-        sub = await self.js.subscribe(
-            subjects.report(user),
-            stream="ORDERS",
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )
-        out = []
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except nats.errors.TimeoutError:
-                    break
-                out.append(_reports.decode(msg.data))
-        finally:
-            await sub.unsubscribe()
-        return out
+        return await reports_in_stream(self.js, user)
 
     async def wait_status(self, user: str, intent_id: str, status: str) -> ExecutionReport:
         deadline = time.monotonic() + 15.0
