@@ -24,7 +24,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 from contracts import subjects
-from contracts.channels import CHANNEL_NAME, load_directory
+from contracts.channels import CHANNEL_NAME, ChannelDirectory, directory_path, load_directory
 from contracts.control import ControlError, encode_reply, ok
 from contracts.envelope import Codec, new_id, now_ns
 from contracts.errors import ErrorCode
@@ -82,6 +82,8 @@ class ActorsService:
         self._vault: CredentialVault | None = None
         self._claims: AccountClaims | None = None
         self._seen_channels: set[str] = set()
+        self._cached_directory: ChannelDirectory | None = None
+        self._directory_stamp: int | None = None
         self._partition_services: dict[int, Any] = {}
         self._desired: list[int] = []
         self.consumers: list[JetStreamConsumer] = []
@@ -335,13 +337,24 @@ class ActorsService:
     def _known_channel(self, channel: str) -> bool:
         if not CHANNEL_NAME.match(channel):
             return False
+        if channel in self._seen_channels or (
+            self.host is not None and channel in self.host.membership.by_channel
+        ):
+            return True
+        return channel in self._directory().channels
+
+    def _directory(self) -> ChannelDirectory:
+        """The channel directory, re-read only when its file changed."""
         assert self._ctx is not None
-        directory = load_directory(self._ctx.settings.home, self._ctx.settings.env)
-        return (
-            channel in directory.channels
-            or channel in self._seen_channels
-            or bool(self.host and channel in self.host.membership.by_channel)
-        )
+        path = directory_path(self._ctx.settings.home, self._ctx.settings.env)
+        try:
+            stamp: int | None = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._directory_stamp or self._cached_directory is None:
+            self._cached_directory = load_directory(self._ctx.settings.home, self._ctx.settings.env)
+            self._directory_stamp = stamp
+        return self._cached_directory
 
     async def _audit(self, user: str, verb: str, request: bytes, reply: bytes) -> None:
         if self._ctx is None or not user:

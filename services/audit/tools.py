@@ -1,6 +1,7 @@
-"""Operator tools over the audit log: verify, export, explain, replay.
+"""Operator tools over the audit log: verify, export, explain.
 
-The CLI wires these as `sigrelay audit verify|export|explain|replay`. They
+The CLI wires these as `sigrelay audit verify|export|explain` (`audit replay`
+rebuilds a user's state from the event log: services/actors/replay.py). They
 read Postgres only (never the bus), through server-side cursors, so they
 run in constant memory however long the log is.
 
@@ -12,9 +13,6 @@ run in constant memory however long the log is.
 - `export(url, since, out) -> int`: JSON lines of every record (since a time).
 - `explain(url, signal_id, user_id) -> dict`: the story of one signal (see
   `services.audit.explain`).
-- `replay(url, ...) -> AsyncIterator[ReplayMessage]`: the recorded messages
-  in their original order, (redacted) bodies and headers, for re-driving a
-  sandbox or printing; publishing is left to the caller.
 """
 
 from __future__ import annotations
@@ -232,50 +230,6 @@ async def explain(database_url: str, signal_id: str, user_id: str | None = None)
                 rows[row[0]] = _audit_row(row)
     ordered = [rows[seq] for seq in sorted(rows)]
     return story(signal_id, ordered, user_id)
-
-
-class ReplayMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """A recorded message as it crossed the bus (body and headers redacted)."""
-
-    seq: int
-    subject: str
-    headers: dict[str, str]
-    data: bytes
-
-
-async def replay(
-    database_url: str,
-    *,
-    since: datetime | None = None,
-    signal_id: str | None = None,
-    subject_prefix: str | None = None,
-) -> AsyncIterator[ReplayMessage]:
-    """The recorded messages in their original order, optionally narrowed to a
-    time, a signal (its correlation id) or a subject prefix."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        clauses.append("recorded_at >= %s")
-        params.append(since)
-    if signal_id is not None:
-        clauses.append("(correlation_id = %s OR correlation_id LIKE %s)")
-        params += [signal_id, _like_prefix(signal_id)]
-    if subject_prefix is not None:
-        clauses.append("subject LIKE %s")
-        params.append(subject_prefix.replace("%", "\\%").replace("_", "\\_") + "%")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    query = (
-        f"SELECT seq, subject, headers, payload, raw_text FROM audit_records {where} ORDER BY seq"
-    )
-    async for row in _rows(database_url, query, tuple(params)):
-        headers = _decode(row[2]) if row[2] is not None else {}
-        data = row[3] if row[3] is not None else (row[4] or "").encode()
-        yield ReplayMessage(
-            seq=row[0],
-            subject=row[1],
-            headers={str(k): str(v) for k, v in headers.items()},
-            data=bytes(data),
-        )
 
 
 async def count(database_url: str) -> int:

@@ -32,8 +32,8 @@ from services.audit.records import build_record
 from services.audit.service import AuditService, consumer_specs
 from services.audit.writer import AuditWriter
 from services.runtime.service import ServiceContext
-from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams
+from tests.support import inprocess
 
 pytestmark = pytest.mark.integration
 
@@ -46,32 +46,19 @@ TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
 @dataclass
 class Running:
     service: AuditService
-    task: asyncio.Task[None]
-    nc: NATS
-    store: EventStore
+    tasks: list[asyncio.Task[Any]]
+    ctx: ServiceContext
 
     async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.nc.close()
-        await self.store.close()
+        await inprocess.stop(self.tasks, self.ctx)
 
 
 async def start_audit(isolated_nats: Any, database_url: str, home: Path) -> Running:
-    nc = await nats.connect(isolated_nats.url_for("audit"), name="test-audit")
-    store = await EventStore.connect(database_url, min_size=1, max_size=4, producer="audit")
-    ctx = ServiceContext(
-        name="audit",
-        settings=RuntimeSettings(home=home),
-        nc=nc,
-        js=nc.jetstream(),
-        store=store,
-        database_url=database_url,
+    ctx = await inprocess.open_context(
+        "audit", nats_url=isolated_nats.url_for("audit"), database_url=database_url, home=home
     )
     service = AuditService()
-    task = asyncio.create_task(service.run(ctx))
-    return Running(service, task, nc, store)
+    return Running(service, inprocess.start(service, ctx, relay_poll_s=None), ctx)
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from contracts.envelope import encode, new_id, now_ns
 from contracts.orders import ExecutionReport, OrderIntent, Quote, RiskVerdict
 from eventstore import EventStore
 from eventstore.migrate import migrate
-from eventstore.outbox import OutboxRelay
 from services.execution.broker.paper_client import PaperBrokerClient
 from services.execution.broker.port import OrderRequest, Position
 from services.execution.events import account_stream
@@ -34,9 +33,8 @@ from services.execution.ids import client_id_for
 from services.execution.paper_exchange import PaperExchangeConfig
 from services.execution.paper_service import PaperExchangeService
 from services.execution.service import RECONCILE_SUBJECT, ExecutionService
-from services.runtime import bus
 from services.runtime.service import ServiceContext
-from services.runtime.settings import RuntimeSettings
+from tests.support import inprocess
 from tests.support.processes import start_service, stop
 from tests.support.streams import reports_in_stream
 
@@ -94,7 +92,7 @@ class Stack:
         self.database_url = database_url
         self.home = home
         self.reports: list[ExecutionReport] = []
-        self._running: dict[str, tuple[list[asyncio.Task[None]], list[Any]]] = {}
+        self._running: dict[str, tuple[list[asyncio.Task[Any]], ServiceContext]] = {}
         self.paper: PaperExchangeService | None = None
         self.execution: ExecutionService | None = None
 
@@ -108,42 +106,30 @@ class Stack:
     async def _on_report(self, msg: Any) -> None:
         self.reports.append(_reports.decode(msg.data))
 
-    async def _context(self, name: str) -> tuple[ServiceContext, list[Any]]:
-        nc = await bus.connect(self.server.url_for(name), f"tests-{name}")
-        store = await EventStore.connect(self.database_url, producer=name)
-        ctx = ServiceContext(
-            name=name,
-            settings=RuntimeSettings(home=self.home),
-            nc=nc,
-            js=bus.jetstream(nc),
-            store=store,
+    async def _context(self, name: str) -> ServiceContext:
+        return await inprocess.open_context(
+            name,
+            nats_url=self.server.url_for(name),
             database_url=self.database_url,
+            home=self.home,
+            pool_max=10,
         )
-        return ctx, [nc, store]
 
     async def start_paper(self, config: PaperExchangeConfig | None = None) -> None:
-        ctx, conns = await self._context("paper")
+        ctx = await self._context("paper")
         self.paper = PaperExchangeService(config or PaperExchangeConfig(tick_interval_s=0.05))
-        tasks = [asyncio.create_task(self.paper.run(ctx))]
-        self._running["paper"] = (tasks, conns)
+        self._running["paper"] = (inprocess.start(self.paper, ctx, relay_poll_s=None), ctx)
         await asyncio.wait_for(self.paper.ready.wait(), 10)
 
     async def start_execution(self, config: ExecutionConfig | None = None) -> None:
-        ctx, conns = await self._context("execution")
+        ctx = await self._context("execution")
         self.execution = ExecutionService(config or ExecutionConfig(workers=16))
-        relay = OutboxRelay(ctx.store, bus.JetStreamPublisher(ctx.js), idle_poll_s=0.2)
-        tasks = [asyncio.create_task(self.execution.run(ctx)), asyncio.create_task(relay.run())]
-        self._running["execution"] = (tasks, conns)
+        self._running["execution"] = (inprocess.start(self.execution, ctx), ctx)
         await asyncio.wait_for(self.execution.ready.wait(), 10)
 
     async def stop(self, name: str) -> None:
-        tasks, conns = self._running.pop(name)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        nc, store = conns
-        await bus.drain(nc)
-        await store.close()
+        tasks, ctx = self._running.pop(name)
+        await inprocess.stop(tasks, ctx)
 
     async def close(self) -> None:
         for name in list(self._running):

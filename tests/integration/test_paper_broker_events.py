@@ -23,7 +23,6 @@ from contracts.envelope import encode, new_id, now_ns
 from contracts.orders import ExecutionReport, OrderIntent, RiskVerdict
 from eventstore import EventStore
 from eventstore.migrate import migrate
-from eventstore.outbox import OutboxRelay
 from services.execution.broker import paper_wire as wire
 from services.execution.broker.paper_client import PaperBrokerClient
 from services.execution.events import account_stream
@@ -31,9 +30,8 @@ from services.execution.executor import ExecutionConfig
 from services.execution.paper_exchange import PaperExchangeConfig
 from services.execution.paper_service import PaperExchangeService
 from services.execution.service import ExecutionService
-from services.runtime import bus
 from services.runtime.service import ServiceContext
-from services.runtime.settings import RuntimeSettings
+from tests.support import inprocess
 from tests.support.processes import start_service, stop
 from tests.support.streams import reports_in_stream
 
@@ -71,7 +69,7 @@ class Stack:
         self.server = server
         self.database_url = database_url
         self.home = home
-        self._running: dict[str, tuple[list[asyncio.Task[None]], list[Any]]] = {}
+        self._running: dict[str, tuple[list[asyncio.Task[Any]], ServiceContext]] = {}
         self.execution: ExecutionService | None = None
 
     async def open(self) -> None:
@@ -80,40 +78,30 @@ class Stack:
         self.js = self.admin.jetstream()
         self.log = await EventStore.connect(self.database_url, producer="tests")
 
-    async def _context(self, name: str) -> tuple[ServiceContext, list[Any]]:
-        nc = await bus.connect(self.server.url_for(name), f"tests-{name}")
-        store = await EventStore.connect(self.database_url, producer=name)
-        ctx = ServiceContext(
-            name=name,
-            settings=RuntimeSettings(home=self.home),
-            nc=nc,
-            js=bus.jetstream(nc),
-            store=store,
+    async def _context(self, name: str) -> ServiceContext:
+        return await inprocess.open_context(
+            name,
+            nats_url=self.server.url_for(name),
             database_url=self.database_url,
+            home=self.home,
+            pool_max=10,
         )
-        return ctx, [nc, store]
 
     async def start_paper(self, *, control: bool = True) -> None:
-        ctx, conns = await self._context("paper")
+        ctx = await self._context("paper")
         paper = PaperExchangeService(FROZEN, control=control)
-        self._running["paper"] = ([asyncio.create_task(paper.run(ctx))], conns)
+        self._running["paper"] = (inprocess.start(paper, ctx, relay_poll_s=None), ctx)
         await asyncio.wait_for(paper.ready.wait(), 10)
 
     async def start_execution(self) -> None:
-        ctx, conns = await self._context("execution")
+        ctx = await self._context("execution")
         self.execution = ExecutionService(ExecutionConfig(workers=8, broker_events_poll_s=0.1))
-        relay = OutboxRelay(ctx.store, bus.JetStreamPublisher(ctx.js), idle_poll_s=0.05)
-        tasks = [asyncio.create_task(self.execution.run(ctx)), asyncio.create_task(relay.run())]
-        self._running["execution"] = (tasks, conns)
+        self._running["execution"] = (inprocess.start(self.execution, ctx, relay_poll_s=0.05), ctx)
         await asyncio.wait_for(self.execution.ready.wait(), 10)
 
     async def stop(self, name: str) -> None:
-        tasks, (nc, store) = self._running.pop(name)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await bus.drain(nc)
-        await store.close()
+        tasks, ctx = self._running.pop(name)
+        await inprocess.stop(tasks, ctx)
 
     async def close(self) -> None:
         for name in list(self._running):

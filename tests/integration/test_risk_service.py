@@ -23,12 +23,9 @@ from contracts.refusals import RefusalCode
 from contracts.users import user_stream
 from eventstore import EventStore, request
 from eventstore.migrate import migrate
-from eventstore.outbox import OutboxRelay
 from services.risk.events import CONTROL_STREAM, risk_stream
 from services.risk.service import RiskService
-from services.runtime import bus
-from services.runtime.service import ServiceContext
-from services.runtime.settings import RuntimeSettings
+from tests.support import inprocess
 from tests.unit.risk.stubs import (
     at,
     close,
@@ -57,7 +54,6 @@ class Risk:
         self.verdicts: dict[str, list[RiskVerdict]] = {}
         self.service: RiskService | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._conns: list[Any] = []
 
     async def open(self) -> None:
         self.admin = await nats.connect(self.nats_server.admin_url, name="tests-risk-admin")
@@ -66,33 +62,21 @@ class Risk:
         self._sub = await self.admin.subscribe(f"{subjects.VERDICT}.>", cb=self._on_verdict)
 
     async def start(self, clock: Callable[[], int] | None = None) -> RiskService:
-        nc = await bus.connect(self.nats_server.url_for("risk"), "tests-risk")
-        js = bus.jetstream(nc)
-        store = await EventStore.connect(self.database_url, producer="risk")
-        self._conns = [nc, store]
-        service = RiskService(clock=clock)
-        ctx = ServiceContext(
-            name="risk",
-            settings=RuntimeSettings(home=self.home),
-            nc=nc,
-            js=js,
-            store=store,
+        self._ctx = await inprocess.open_context(
+            "risk",
+            nats_url=self.nats_server.url_for("risk"),
             database_url=self.database_url,
+            home=self.home,
+            pool_max=10,
         )
-        relay = OutboxRelay(store, bus.JetStreamPublisher(js), idle_poll_s=0.2)
-        self._tasks = [asyncio.create_task(service.run(ctx)), asyncio.create_task(relay.run())]
+        service = RiskService(clock=clock)
+        self._tasks = inprocess.start(service, self._ctx)
         await asyncio.wait_for(service.ready.wait(), 10)
         self.service = service
         return service
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        _done, pending = await asyncio.wait(self._tasks, timeout=20)
-        assert not pending, f"risk did not stop: {[t.get_stack() for t in pending]}"
-        nc, store = self._conns
-        await bus.drain(nc)
-        await store.close()
+        await inprocess.stop(self._tasks, self._ctx)
         self._tasks = []
 
     async def close(self) -> None:
