@@ -114,6 +114,7 @@ class RiskService:
                     durable="risk-users",
                     filter_subject=f"{subjects.EVENTS}.user.>",
                     concurrency=64,
+                    traced=False,  # a cue to re-read a user's settings, not a step of a trade
                 ),
                 Codec(*USER_EVENTS),
                 self._on_user_event,

@@ -55,6 +55,9 @@ class ConsumerConfigSpec:
     # a consumer created for the first time starts this far back (None: from the start)
     deliver_since_s: float | None = None
     drain_s: float = 5.0  # on shutdown, how long in-flight messages may still finish
+    # one span per message, child of the trace in its headers; a passive recorder
+    # (audit) keeps the trace id in what it writes instead of adding a span per record
+    traced: bool = True
 
 
 class JetStreamConsumer:
@@ -68,6 +71,7 @@ class JetStreamConsumer:
         self._codec = codec
         self._handler = handler
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
         self.handled = 0
         self.dead_lettered = 0
         self.retried = 0
@@ -90,11 +94,17 @@ class JetStreamConsumer:
         sub = await self._js.pull_subscribe(
             spec.filter_subject, durable=spec.durable, stream=spec.stream, config=config
         )
+        # fetch again once this many handlers are free: a pull per freed slot would
+        # cost a round trip per message when the handlers are the bottleneck
+        refill = max(1, min(spec.batch, spec.concurrency // 4))
         try:
             while True:
                 free = spec.concurrency - len(self._tasks)
-                if free <= 0:
-                    await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                if free < refill:
+                    # not asyncio.wait(self._tasks): that visits every in-flight task
+                    # on each wake-up, quadratic at a concurrency of hundreds
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
                     continue
                 try:
                     msgs = await sub.fetch(min(spec.batch, free), timeout=1.0)
@@ -114,7 +124,7 @@ class JetStreamConsumer:
                 for msg in msgs:
                     task = asyncio.create_task(self._process(msg))
                     self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    task.add_done_callback(self._handled)
         finally:
             # Let in-flight messages finish for a moment, then cancel them: a handler
             # may wait on a component that is itself shutting down, and an unacked
@@ -128,6 +138,10 @@ class JetStreamConsumer:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+
     async def _process(self, msg: Msg) -> None:
         try:
             try:
@@ -135,19 +149,15 @@ class JetStreamConsumer:
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 await self._dead_letter(msg, f"invalid message: {exc}")
                 return
-            meta = msg.metadata
-            attributes = {
-                "messaging.system": "nats",
-                "messaging.destination.name": msg.subject,
-                "messaging.consumer.group.name": self.spec.durable,
-                "sigrelay.stream_seq": meta.sequence.stream if meta.sequence else 0,
-                "sigrelay.message_id": getattr(decoded, "id", ""),
-                "sigrelay.correlation_id": getattr(decoded, "correlation_id", ""),
-            }
             try:
-                with consume_span(
-                    f"{self.spec.service} {_kind(msg.subject)}", msg.headers, attributes
-                ):
+                if self.spec.traced:
+                    with consume_span(
+                        f"{self.spec.service} {_kind(msg.subject)}",
+                        msg.headers,
+                        self._span_attributes(decoded, msg),
+                    ):
+                        await self._handler(decoded, msg)
+                else:
                     await self._handler(decoded, msg)
             except Rejected as exc:
                 await self._dead_letter(msg, f"rejected: {exc}")
@@ -165,6 +175,17 @@ class JetStreamConsumer:
                 )
         except Exception as exc:  # ack/nak on a dropped connection: redelivery will follow
             log.warning("%s: could not settle message: %s", self.spec.durable, exc)
+
+    def _span_attributes(self, decoded: Any, msg: Msg) -> dict[str, Any]:
+        meta = msg.metadata
+        return {
+            "messaging.system": "nats",
+            "messaging.destination.name": msg.subject,
+            "messaging.consumer.group.name": self.spec.durable,
+            "sigrelay.stream_seq": meta.sequence.stream if meta.sequence else 0,
+            "sigrelay.message_id": getattr(decoded, "id", ""),
+            "sigrelay.correlation_id": getattr(decoded, "correlation_id", ""),
+        }
 
     async def _retry_or_give_up(self, msg: Msg, exc: Exception) -> None:
         delivered = msg.metadata.num_delivered or 1
