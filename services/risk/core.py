@@ -52,6 +52,7 @@ from services.risk.projection import (
     evolve,
     evolve_market,
 )
+from services.runtime.coalesce import CoalescingLoader
 from services.runtime.tracing import trace_headers
 
 log = logging.getLogger("sigrelay.risk")
@@ -105,7 +106,7 @@ class RiskCore:
         self._control_lock = asyncio.Lock()
         self._users: dict[str, UserLog] = {}
         self._by_token: dict[str, str] = {}
-        self._loading: dict[str, asyncio.Lock] = {}
+        self._loader = CoalescingLoader(self._load_many, name="risk.load-users")
         self.approved = 0
         self.rejected = 0
         self.duplicates = 0
@@ -121,33 +122,44 @@ class RiskCore:
         found = self._users.get(user_id)
         if found is not None:
             return found
-        lock = self._loading.setdefault(user_id, asyncio.Lock())
-        async with lock:
-            found = self._users.get(user_id)
-            if found is None:
-                found = await self._load(user_id)
-                self._users[user_id] = found
-                self._by_token[subjects.token(user_id)] = user_id
-        self._loading.pop(user_id, None)
+        loaded = await self._loader.get(user_id)
+        # a load that finished while another was cached first: keep the first
+        found = self._users.setdefault(user_id, loaded)
+        self._by_token[subjects.token(user_id)] = user_id
         return found
 
     async def _load(self, user_id: str) -> UserLog:
-        stream = risk_stream(user_id)
-        state, version = UserExposure(user_id=user_id), 0
-        snapshot = await self.store.load_snapshot(stream)
-        if snapshot is not None:
-            try:
-                state, version = _snapshot_decoder.decode(snapshot.data), snapshot.version
-            except msgspec.ValidationError as exc:  # an older shape: rebuild from the log
-                log.warning("risk snapshot of %s unreadable (%s); rebuilding", user_id, exc)
-        tails = await self.store.read_streams(
-            [user_stream(user_id), stream], [state.user_version, version]
-        )
-        state = _fold_user(state, tails[user_stream(user_id)])
-        for recorded in tails[stream]:
-            state = evolve(state, RISK_REGISTRY.decode(recorded))
-            version = recorded.version
-        return UserLog(state, version, len(tails[stream]))
+        return (await self._load_many([user_id]))[user_id]
+
+    async def _load_many(self, user_ids: list[str]) -> dict[str, UserLog]:
+        """Snapshot plus tails of `user-<id>` and `risk-<id>` for many users, in two queries."""
+        risk_streams = [risk_stream(u) for u in user_ids]
+        snapshots = await self.store.load_snapshots(risk_streams)
+        states: dict[str, tuple[UserExposure, int]] = {}
+        for user_id, stream in zip(user_ids, risk_streams, strict=True):
+            state, version = UserExposure(user_id=user_id), 0
+            snapshot = snapshots.get(stream)
+            if snapshot is not None:
+                try:
+                    state, version = _snapshot_decoder.decode(snapshot.data), snapshot.version
+                except msgspec.ValidationError as exc:  # an older shape: rebuild from the log
+                    log.warning("risk snapshot of %s unreadable (%s); rebuilding", user_id, exc)
+            states[user_id] = (state, version)
+        streams, after = [], []
+        for user_id, stream in zip(user_ids, risk_streams, strict=True):
+            state, version = states[user_id]
+            streams += [user_stream(user_id), stream]
+            after += [state.user_version, version]
+        tails = await self.store.read_streams(streams, after)
+        loaded = {}
+        for user_id, stream in zip(user_ids, risk_streams, strict=True):
+            state, version = states[user_id]
+            state = _fold_user(state, tails[user_stream(user_id)])
+            for recorded in tails[stream]:
+                state = evolve(state, RISK_REGISTRY.decode(recorded))
+                version = recorded.version
+            loaded[user_id] = UserLog(state, version, len(tails[stream]))
+        return loaded
 
     async def _reload(self, ulog: UserLog, user_id: str) -> None:
         fresh = await self._load(user_id)
