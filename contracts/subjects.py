@@ -27,6 +27,10 @@ PRICES = "prices"  # prices.<symbol>: Quote from the broker side, for distance/s
 
 # --- the paper exchange (a simulated broker, reached by request/reply) ---------
 BROKER_PAPER = "broker.paper"  # broker.paper.<account>.<op>
+# broker.events.<broker>: a JSON list of accounts with new broker events (a stop
+# hit, a limit filled). Core NATS, so it may be lost: it is a cue to pull the
+# events (numbered, idempotent), and a slow sweep pulls anyway.
+BROKER_EVENTS = "broker.events"
 
 # --- domain events relayed from the event log's outbox ------------------------
 EVENTS = "events"  # events.<stream-kind>.<id>, e.g. events.user.u42
@@ -113,3 +117,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("AUDIT", (f"{AUDIT}.>",), max_age_s=7 * 86400),
     StreamSpec("DEADLETTER", (f"{DEAD_LETTER}.>",), max_age_s=30 * 86400),
 )
+
+
+def broker_events_notice(broker: str) -> str:
+    return f"{BROKER_EVENTS}.{broker}"

@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 from contracts.subjects import (
     AUDIT,
+    BROKER_EVENTS,
     BROKER_PAPER,
     CTL_PARTITION,
     CTL_SERVICE,
@@ -91,13 +92,13 @@ PERMISSIONS: dict[str, Role] = {
             f"{EVENTS}.account.>",
             f"{DEAD_LETTER}.execution",
         ],
-        "subscribe": [f"{VERDICT}.>", f"{EVENTS}.>"],
+        "subscribe": [f"{VERDICT}.>", f"{EVENTS}.>", f"{BROKER_EVENTS}.>"],
         "consume": ["ORDERS", "EVENTS"],
         "serves": True,
     },
     "paper": {
         # the simulated broker: answers broker.paper.<account>.<op>, publishes quotes
-        "publish": [f"{PRICES}.>", f"{DEAD_LETTER}.paper"],
+        "publish": [f"{PRICES}.>", f"{BROKER_EVENTS}.paper", f"{DEAD_LETTER}.paper"],
         "subscribe": [f"{BROKER_PAPER}.>"],
         "consume": [],
         "serves": True,

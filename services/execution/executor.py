@@ -86,14 +86,16 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Settings of the execution service (env: SIGRELAY_EXECUTION_WORKERS,
-    SIGRELAY_EXECUTION_BROKER_EVENTS_S for `broker_events_poll_s`).
+    SIGRELAY_EXECUTION_BROKER_EVENTS_S for `broker_events_sweep_s`).
 
     `workers` bounds broker calls in flight across accounts; retries are
     bounded so that one sick account cannot hold a worker for long.
     """
 
     workers: int = 256
-    broker_events_poll_s: float = 1.0  # how often accounts with holdings ask for broker events
+    # how often every account with holdings is asked for broker events anyway; the
+    # paper exchange announces the accounts it acted on, so this only covers lost notices
+    broker_events_sweep_s: float = 10.0
     consumer_concurrency: int = 4096
     paper_timeout_s: float = 5.0
     retry_later_attempts: int = 4
@@ -112,7 +114,7 @@ class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             fields["workers"] = int(workers)
         poll = env.get("SIGRELAY_EXECUTION_BROKER_EVENTS_S")
         if poll:
-            fields["broker_events_poll_s"] = float(poll)
+            fields["broker_events_sweep_s"] = float(poll)
         return cls(**fields)
 
 

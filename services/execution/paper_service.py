@@ -55,6 +55,7 @@ log = logging.getLogger("sigrelay.paper")
 NAME = "paper"
 REGISTRY = EventRegistry(*PAPER_EVENTS)
 _OPENED = "paper.account_opened"
+_NOTICE_CHUNK = 1000  # accounts per broker-events notice (a message stays well under 1 MB)
 
 
 class PaperExchangeService:
@@ -82,6 +83,8 @@ class PaperExchangeService:
         self.facts_stored = 0
         self.store_failures = 0
         self.quotes_published = 0
+        self.notices_published = 0
+        self._nc: Any = None
 
     async def run(self, ctx: Any) -> None:
         config = self._config or PaperExchangeConfig.from_env(ctx.settings.env)
@@ -89,6 +92,7 @@ class PaperExchangeService:
         if self._control is None:
             self._control = ctx.settings.env.get(wire.CONTROL_ENV) == "1"
         self._store = ctx.store
+        self._nc = ctx.nc
         self._committer = GroupCommitter(ctx.store, max_batch=2000, linger_s=0.001)
         self._committer.start()
         try:
@@ -141,7 +145,7 @@ class PaperExchangeService:
                 if caught_up:  # stops hit while the exchange was away
                     fired[streams[stream]] = caught_up
             if fired:
-                await self._persist_many(fired)
+                await self._announce(await self._persist_many(fired))
 
     async def _reload(self, acct: PaperAccount) -> PaperAccount:
         assert self._store is not None and self.exchange is not None
@@ -264,7 +268,7 @@ class PaperExchangeService:
             await _respond(msg, wire.encode_error(_malformed(f"set_quote: {exc}")))
             return
         if fired:
-            await self._persist_many(fired)
+            await self._announce(await self._persist_many(fired))
         await _respond(msg, wire.encode_ok({"accounts": sorted(fired)}))
 
     async def _ticker(self, nc: Any) -> None:
@@ -276,7 +280,7 @@ class PaperExchangeService:
                 fired = self.exchange.tick(self._clock())
                 # one await for all of a tick's facts: they join the queue in book order
                 if fired:
-                    await self._persist_many(fired)
+                    await self._announce(await self._persist_many(fired))
                 for quote in self.exchange.market_quotes():
                     await nc.publish(subjects.prices(quote.symbol), encode(quote))
                     self.quotes_published += 1
@@ -286,7 +290,8 @@ class PaperExchangeService:
                 reraise_if_cancelling(exc)
                 log.warning("paper: tick failed: %r", exc)
 
-    async def _persist_many(self, fired: dict[str, list[PaperFact]]) -> None:
+    async def _persist_many(self, fired: dict[str, list[PaperFact]]) -> list[str]:
+        """Store what the market did to each account; the accounts whose facts are stored."""
         assert self._committer is not None and self.exchange is not None
         accts = [self.exchange.accounts[a] for a in fired]
         requests = []
@@ -298,12 +303,32 @@ class PaperExchangeService:
             results = await self._committer.submit_many(requests)
         except Exception as exc:
             results = [EventStoreError(f"commit failed: {exc!r}")] * len(requests)
+        stored = []
         for acct, result, req in zip(accts, results, requests, strict=True):
             if isinstance(result, EventStoreError):
                 self.store_failures += 1
                 self.exchange.mark_dirty(acct)
             else:
                 self.facts_stored += len(req.types)
+                stored.append(acct.account_id)
+        return stored
+
+    async def _announce(self, accounts: list[str]) -> None:
+        """Tell execution which accounts have new broker events, so it pulls them now
+        rather than at its next sweep. Only after the facts are stored: a pull
+        that follows the notice finds them."""
+        if not accounts or self._nc is None:
+            return
+        for start in range(0, len(accounts), _NOTICE_CHUNK):
+            chunk = sorted(accounts[start : start + _NOTICE_CHUNK])
+            try:
+                await self._nc.publish(
+                    subjects.broker_events_notice("paper"), msgspec.json.encode(chunk)
+                )
+                self.notices_published += 1
+            except Exception as exc:  # a lost cue: the sweep pulls these accounts later
+                reraise_if_cancelling(exc)
+                log.warning("paper: broker-events notice not sent: %r", exc)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -311,6 +336,7 @@ class PaperExchangeService:
             "facts_stored": self.facts_stored,
             "store_failures": self.store_failures,
             "quotes_published": self.quotes_published,
+            "broker_event_notices": self.notices_published,
             **(self.exchange.stats() if self.exchange else {}),
         }
 

@@ -135,11 +135,12 @@ class ExecutionService:
         )
         scheduler = self.scheduler = AccountScheduler(workers=config.workers)
         watcher = self.broker_events = BrokerEventWatcher(
-            core, scheduler, poll_s=config.broker_events_poll_s
+            core, scheduler, sweep_s=config.broker_events_sweep_s
         )
         self.reconciler = Reconciler(core, catch_up=watcher.poll)
         tasks = [asyncio.create_task(scheduler.run(), name="execution.scheduler")]
         micro = None
+        notices = None
         try:
             await self._recover_all(ctx)
             micro = ctx.micro
@@ -169,18 +170,28 @@ class ExecutionService:
             if self._reconcile_on_start:
                 tasks.append(asyncio.create_task(self._reconcile_known(ctx), name="reconcile"))
             tasks.append(asyncio.create_task(watcher.run(), name="execution.broker_events"))
+            notices = await ctx.nc.subscribe(
+                subjects.broker_events_notice("*"), cb=self._on_broker_notice
+            )
             self.ready.set()
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if notices is not None:
+                with contextlib.suppress(Exception):
+                    await notices.unsubscribe()
             if micro is not None and ctx.micro is None:
                 with contextlib.suppress(Exception):
                     await micro.stop()
             await committer.stop()
             with contextlib.suppress(Exception):
                 await directory.close()
+
+    async def _on_broker_notice(self, msg: Msg) -> None:
+        if self.broker_events is not None:
+            self.broker_events.on_notice(msg.data)
 
     # ---- recovery and reconciliation -------------------------------------------------
 

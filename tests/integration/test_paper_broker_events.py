@@ -93,9 +93,9 @@ class Stack:
         self._running["paper"] = (inprocess.start(paper, ctx, relay_poll_s=None), ctx)
         await asyncio.wait_for(paper.ready.wait(), 10)
 
-    async def start_execution(self) -> None:
+    async def start_execution(self, *, sweep_s: float = 0.1) -> None:
         ctx = await self._context("execution")
-        self.execution = ExecutionService(ExecutionConfig(workers=8, broker_events_poll_s=0.1))
+        self.execution = ExecutionService(ExecutionConfig(workers=8, broker_events_sweep_s=sweep_s))
         self._running["execution"] = (inprocess.start(self.execution, ctx, relay_poll_s=0.05), ctx)
         await asyncio.wait_for(self.execution.ready.wait(), 10)
 
@@ -226,6 +226,31 @@ async def test_take_profit_hit_then_closed_report_with_profit(stack: Stack) -> N
     assert closed.reason == f"take profit hit at {round(order.tp + 0.5, 2)}"
     assert closed.profit is not None and closed.profit > 0
     assert closed.remaining_volume == 0.0
+
+
+async def test_no_sweep_for_an_hour_then_the_exchange_notice_brings_fill_and_stop_loss(
+    stack: Stack,
+) -> None:
+    await stack.start_paper()
+    await stack.start_execution(sweep_s=3600.0)  # only the notices can bring these
+    await stack.admin.publish(subjects.broker_events_notice("paper"), b"not a list")  # ignored
+    client = PaperBrokerClient(stack.admin, "paper-b4")
+    ask = (await client.quote("XAUUSD")).ask
+    price = round(ask - 5, 2)
+    order = _limit("b4", price, sl=round(price - 10, 2), tp=round(price + 50, 2))
+    await stack.send(order)
+    await stack.wait_status("b4", order.intent_id, "accepted")
+
+    await stack.set_quote(price - 0.2, price)
+    await stack.wait_status("b4", order.intent_id, "filled")
+    assert order.sl is not None
+    await stack.set_quote(order.sl - 1.0, order.sl - 0.8)
+    closed = await stack.wait_status("b4", order.intent_id, "closed")
+
+    assert closed.reason == f"stop loss hit at {round(order.sl - 1.0, 2)}"
+    assert stack.execution is not None
+    stats = stack.execution.stats()
+    assert stats["broker_event_notices"] >= 2
 
 
 async def test_pending_order_untouched_by_market_then_only_accepted(stack: Stack) -> None:
