@@ -30,17 +30,29 @@ from services.runtime.supervisor import Supervisor
 
 
 class ProcessSampler:
-    """Peak RSS of each child, sampled while the benchmark runs."""
+    """Peak RSS of each child, and CPU seconds of every process in the run
+    (services, NATS, Postgres with its backends) between named marks."""
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._procs = {
             c.name: psutil.Process(c.proc.pid) for c in supervisor.children if c.proc is not None
         }
+        self._servers: dict[str, psutil.Process] = {}
+        for name, server in (
+            ("nats", supervisor.infra.embedded_nats),
+            ("postgres", supervisor.infra.embedded_postgres),
+        ):
+            pid = server.pid if server is not None else None
+            if pid is not None:
+                with contextlib.suppress(psutil.Error):
+                    self._servers[name] = psutil.Process(pid)
         self.peak_rss: dict[str, int] = dict.fromkeys(self._procs, 0)
+        self._marks: list[tuple[str, dict[str, float]]] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        self.mark("start")
 
     async def _run(self) -> None:
         while True:
@@ -49,19 +61,34 @@ class ProcessSampler:
                     self.peak_rss[name] = max(self.peak_rss[name], proc.memory_info().rss)
             await asyncio.sleep(0.2)
 
+    def _cpu(self) -> dict[str, float]:
+        cpu: dict[str, float] = {}
+        for name, proc in {**self._procs, **self._servers}.items():
+            tree = [proc]
+            if name in self._servers:  # postgres works in its backends
+                with contextlib.suppress(psutil.Error):
+                    tree += proc.children(recursive=True)
+            total = 0.0
+            for p in tree:
+                with contextlib.suppress(psutil.Error):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+            cpu[name] = total
+        return cpu
+
+    def mark(self, name: str) -> None:
+        """Close the phase that ran since the previous mark under `name`."""
+        self._marks.append((name, self._cpu()))
+
     async def stop(self) -> dict[str, Any]:
         if self._task is not None:
             self._task.cancel()
-        cpu = {}
-        for name, proc in self._procs.items():
-            try:
-                times = proc.cpu_times()
-                cpu[name] = round(times.user + times.system, 2)
-            except psutil.Error:
-                cpu[name] = None
+        phases = {}
+        for (_, before), (name, after) in zip(self._marks, self._marks[1:], strict=False):
+            phases[name] = {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
         return {
             "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in self.peak_rss.items()},
-            "cpu_s": cpu,
+            "cpu_s": phases,
         }
 
 
@@ -150,6 +177,7 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
                 one_signal_refusals=dict(figures.actor_refusals + figures.risk_rejections),
             )
             await observer.stop()
+            sampler.mark("one_signal")
 
             stream = BusObserver()
             await stream.start(nc)
@@ -171,6 +199,7 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
                 sustained_elapsed_s=round(elapsed, 2),
             )
             await stream.stop()
+            sampler.mark("sustained")
             result.update(await sampler.stop())
         finally:
             await nc.close()
