@@ -2,7 +2,8 @@
 
 One commit per event caps a writer at a few thousand events/s; gathering
 whatever arrived in the last millisecond into one `append_batch` gives tens
-of thousands (PERFORMANCE.md). Each caller still gets its own slot: an
+of thousands (PERFORMANCE.md). The linger applies only while another commit
+is in flight: an append that finds the committer idle is committed at once. Each caller still gets its own slot: an
 `AppendResult`, or an `EventStoreError` (a version conflict) for that request
 alone. If the whole batch fails (the database went away) every caller in it
 gets the exception, so the messages behind them are redelivered. Up to
@@ -85,8 +86,11 @@ class GroupCommitter:
             while True:
                 await self._wake.wait()
                 await self._slots.acquire()
-                if self._linger_s > 0 and len(self._queue) < self._max_batch:
-                    await asyncio.sleep(self._linger_s)  # let the rest of this burst arrive
+                if self._tasks and self._linger_s > 0 and len(self._queue) < self._max_batch:
+                    # busy: a commit is in flight, so let the rest of this burst arrive
+                    # and commit it together. Idle: commit at once (a lone append would
+                    # otherwise wait out the linger, ~2 ms with the loop's timer).
+                    await asyncio.sleep(self._linger_s)
                 taken = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 if not self._queue:

@@ -1,12 +1,14 @@
 """`sigrelay bench e2e --users N`: the whole pipeline on real NATS and Postgres,
 every service in its own process, the paper broker behind execution.
 
-1. one signal fanned out to N subscribed users: latency from the channel
-   message to each order's submission at the broker (p50/p99/max) and the time
-   to the last order;
-2. a sustained stream: signals posted back to back, orders per second through
+1. one user: signals to a channel with one subscriber, one at a time, latency
+   from the channel message to the order's submission at the broker;
+2. one signal fanned out to N subscribed users: the same latency per user
+   (p50/p99/max) and the time to the last order;
+3. a sustained stream: signals posted back to back, orders per second through
    ingest → actors → risk → execution → broker;
-3. peak RSS and CPU seconds of every service process.
+4. peak RSS of every service, and CPU seconds per phase of every process
+   (services, NATS, Postgres with its backends).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from services.ingest.inject import ScriptLine, inject
 from services.runtime.ctl import request
 from services.runtime.settings import RuntimeSettings
 from services.runtime.supervisor import Supervisor
+
+SOLO_CHANNEL = "indices"  # a demo channel the N users are not subscribed to
 
 
 class ProcessSampler:
@@ -92,16 +96,15 @@ class ProcessSampler:
         }
 
 
-async def _users(nc: Any, n: int) -> None:
+async def _users(nc: Any, users: list[str], channel: str) -> None:
     gate = asyncio.Semaphore(64)
 
-    async def one(i: int) -> None:
-        user = f"bench{i:06d}"
+    async def one(user: str) -> None:
         async with gate:
             for verb, body in (
                 ("register", {}),
                 ("link_account", {"account_id": "paper"}),
-                ("subscribe", {"channel": "gold"}),
+                ("subscribe", {"channel": channel}),
                 (
                     "settings",
                     {
@@ -116,7 +119,31 @@ async def _users(nc: Any, n: int) -> None:
                 if not reply.get("ok") and reply["error"]["code"] != "user_exists":
                     raise RuntimeError(f"{verb} for {user}: {reply['error']}")
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+    await asyncio.gather(*(one(u) for u in users))
+
+
+async def _one_user(nc: Any, price: float, first_id: int, rounds: int) -> dict[str, Any]:
+    """Signals to a channel with one subscriber, one at a time on a quiet system:
+    the latency of the pipeline itself, without a fan-out queued ahead."""
+    await _users(nc, ["bench-solo"], SOLO_CHANNEL)
+    observer = BusObserver()
+    await observer.start(nc)
+    try:
+        for k in range(rounds):
+            line = ScriptLine(channel=SOLO_CHANNEL, id=first_id + k, text=_ticket(price))
+            await inject(nc, [line], default_channel=SOLO_CHANNEL)
+            await _wait_reports(observer, k + 1, within_s=30)
+            await asyncio.sleep(0.02)  # let the report's own writes settle: no overlap
+        latency = observer.figures.latency()
+        return {
+            "one_user_signals": rounds,
+            "one_user_orders": sum(observer.figures.reports.values()),
+            "one_user_latency_p50_ms": latency.get("p50_ms"),
+            "one_user_latency_p99_ms": latency.get("p99_ms"),
+            "one_user_latency_max_ms": latency.get("max_ms"),
+        }
+    finally:
+        await observer.stop()
 
 
 async def _wait_reports(observer: BusObserver, expected: int, within_s: float) -> None:
@@ -135,6 +162,7 @@ def _ticket(price: float) -> str:
 async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
     users = int(os.environ.get("BENCH_USERS", "1000"))
     sustained = int(os.environ.get("BENCH_E2E_SIGNALS", "5"))
+    solo_rounds = int(os.environ.get("BENCH_E2E_ONE_USER_SIGNALS", "50"))
     home = settings.home / "bench-e2e"
     settings = replace(settings, home=home)
     supervisor = Supervisor(settings, SERVICES)
@@ -146,15 +174,17 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
         nc = await nats.connect(supervisor.infra.nats_url_for("admin"), name="sigrelay-bench")
         try:
             await supervisor.wait_ready(nc)
-            await _users(nc, users)
+            await _users(nc, [f"bench{i:06d}" for i in range(users)], "gold")
             prices = await latest_prices(nc, ("XAUUSD",))
             price = prices.get("XAUUSD", 2000.0)
+            base = int(time.time() * 1000)
             sampler = ProcessSampler(supervisor)
             sampler.start()
+            result.update(await _one_user(nc, price, base + 1_000_000, solo_rounds))
+            sampler.mark("one_user")
 
             observer = BusObserver()
             await observer.start(nc)
-            base = int(time.time() * 1000)
             await inject(
                 nc,
                 [ScriptLine(channel="gold", id=base, text=_ticket(price))],
