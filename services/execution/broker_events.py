@@ -25,7 +25,8 @@ event, to the `ExecutionReport` of the intent that opened the leg);
 execution has sent orders for; then it polls an account when the broker
 announces new events for it (`broker.events.<broker>`, a core-NATS cue), and
 every `broker_events_sweep_s` it sweeps the accounts that hold positions or
-pending orders (the only ones the broker can act on) in case a cue was lost.
+pending orders (the only ones the broker can act on), paced at
+`broker_events_sweep_per_s`, in case a cue was lost.
 Each poll runs in the account's queue behind its pending intents. (Polling
 every holding account every second cost a request and a query per account
 per second: with 1,000 accounts, more CPU than the orders themselves.)
@@ -145,11 +146,18 @@ class BrokerEventWatcher:
     """
 
     def __init__(
-        self, core: ExecutionCore, scheduler: AccountScheduler, *, sweep_s: float, page: int = 500
+        self,
+        core: ExecutionCore,
+        scheduler: AccountScheduler,
+        *,
+        sweep_s: float,
+        sweep_per_s: int = 200,
+        page: int = 500,
     ) -> None:
         self.core = core
         self.scheduler = scheduler
         self.sweep_s = sweep_s
+        self.sweep_per_s = max(1, sweep_per_s)
         self.page = page
         self._queued: set[str] = set()
         self._silent: set[str] = set()  # accounts whose broker has no event source
@@ -167,7 +175,17 @@ class BrokerEventWatcher:
             self.request(account)
         while True:
             await asyncio.sleep(self.sweep_s)
-            for account in self.core.accounts_holding():
+            await self._sweep()
+
+    async def _sweep(self) -> None:
+        """Poll every account with holdings, paced: a sweep is a safety net for lost
+        notices and must not compete with orders (10,000 accounts at once would be
+        10,000 requests and queries in a burst)."""
+        accounts = list(self.core.accounts_holding())
+        for start in range(0, len(accounts), self.sweep_per_s):
+            if start:
+                await asyncio.sleep(1.0)
+            for account in accounts[start : start + self.sweep_per_s]:
                 self.request(account)
 
     def on_notice(self, data: bytes) -> None:

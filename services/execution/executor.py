@@ -95,7 +95,8 @@ class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     workers: int = 256
     # how often every account with holdings is asked for broker events anyway; the
     # paper exchange announces the accounts it acted on, so this only covers lost notices
-    broker_events_sweep_s: float = 10.0
+    broker_events_sweep_s: float = 60.0
+    broker_events_sweep_per_s: int = 200  # polls a second during a sweep
     consumer_concurrency: int = 4096
     paper_timeout_s: float = 5.0
     retry_later_attempts: int = 4

@@ -135,7 +135,10 @@ class ExecutionService:
         )
         scheduler = self.scheduler = AccountScheduler(workers=config.workers)
         watcher = self.broker_events = BrokerEventWatcher(
-            core, scheduler, sweep_s=config.broker_events_sweep_s
+            core,
+            scheduler,
+            sweep_s=config.broker_events_sweep_s,
+            sweep_per_s=config.broker_events_sweep_per_s,
         )
         self.reconciler = Reconciler(core, catch_up=watcher.poll)
         tasks = [asyncio.create_task(scheduler.run(), name="execution.scheduler")]
