@@ -6,14 +6,17 @@ call returns the facts it caused (including stops and pending orders fired
 by quotes the book catches up on), and `restore` folds stored facts back
 into a book.
 
-Quotes reach only the books that can react to them (`active`: symbols with
-stops, targets or pending orders); any other book catches up on the latest
-quotes when it is next used, which keeps a tick O(active books), not
-O(accounts x symbols).
+A quote reaches only the books it fires something in: per symbol the exchange
+keeps every book's nearest trigger levels (stops, targets, pending orders) in
+heaps like the book's own, so a tick costs O(symbols + books it crosses x log
+books), not O(books with a stop). Every other book keeps an older quote and
+catches up on the latest quotes when it is next used or crossed; see
+`_catch_up` for why no caller reads a stale quote.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +82,31 @@ class PaperAccount:
 
 _Op = Callable[[PaperBook, Any], Any]
 
+# index entry: (key, account id, index generation); "below" keys are negated levels
+_IndexEntry = tuple[float, str, int]
+
+
+class _SymbolIndex:
+    """The nearest trigger levels of every book with something waiting on one symbol,
+    in heaps shaped like `PaperBook`'s (below: fires when price <= level, stored
+    negated as a max-heap; above: fires when price >= level). Entries are
+    invalidated lazily: an entry is live while its generation is its account's."""
+
+    __slots__ = ("above_ask", "above_bid", "below_ask", "below_bid")
+
+    def __init__(self) -> None:
+        self.below_bid: list[_IndexEntry] = []
+        self.above_bid: list[_IndexEntry] = []
+        self.below_ask: list[_IndexEntry] = []
+        self.above_ask: list[_IndexEntry] = []
+
+    def heaps(self) -> tuple[list[_IndexEntry], ...]:
+        return (self.below_bid, self.above_bid, self.below_ask, self.above_ask)
+
+
+# a heap is compacted when it holds more than 2 x (books indexed on its symbol) + this
+_COMPACT_SLACK = 256
+
 
 def _place(book: PaperBook, args: OrderRequest) -> Any:
     return book.place(args)
@@ -140,7 +168,10 @@ class PaperExchange:
         self._feeds = {name: RandomWalkFeed(sym, config.seed) for name, sym in table.items()}
         self.quotes: dict[str, Quote] = {n: f.first(self.now) for n, f in self._feeds.items()}
         self.accounts: dict[str, PaperAccount] = {}
+        # accounts with a trigger on each symbol (the `active_books` stat; compaction)
         self._active: dict[str, set[str]] = {name: set() for name in table}
+        self._index = {name: _SymbolIndex() for name in table}
+        self._gen: dict[str, int] = {}  # account id -> generation of its live index entries
 
     # ---- accounts -------------------------------------------------------------------
 
@@ -189,26 +220,99 @@ class PaperExchange:
                 self._active[symbol].discard(account_id)
         acct = self.accounts[account_id] = PaperAccount(account_id, book, version=version)
         self._catch_up(acct)
-        self._refresh_active(acct)
+        self._reindex(acct)  # also drops the replaced book's entries (new generation)
         return book.drain_journal()
 
-    def _catch_up(self, acct: PaperAccount) -> None:
+    def _catch_up(self, acct: PaperAccount, last: str | None = None) -> None:
+        """Apply to the book every latest quote it has not seen (`last`'s at the end).
+
+        Books hear a quote only when it crosses one of their trigger levels, so a
+        book's own quotes may be old. They are never read old where it matters:
+        - `execute` catches the book up before every operation, so prices, fills,
+          P&L, equity, margin and conversions (`spec`'s tick value) are current;
+        - a tick or `set_quote` catches a crossed book up on every other symbol
+          before applying the quote that fires (`last`), so margin checks of fills
+          and P&L conversions see what they would if every book heard every quote;
+        - `restore` catches the rebuilt book up before indexing it;
+        - `market_quotes`, `_conversion` and `stats` read the exchange's quotes,
+          never a book's.
+        The quotes a book skipped crossed none of its levels (its index entries
+        bound them; levels change only in the calls that re-index it), so applying
+        only the latest one fires exactly what applying each would have.
+
+        Compared by identity, not time: two quotes can share a time (a clock that
+        does not advance), and the book must still take the newer one."""
         book = acct.book
         for symbol, quote in self.quotes.items():
-            if book.quote_time(symbol) != quote.time:
+            if symbol != last and book.current_quote(symbol) is not quote:
                 book.apply_quote(quote)
+        if last is not None:
+            book.apply_quote(self.quotes[last])
 
-    def _refresh_active(self, acct: PaperAccount) -> None:
+    def _reindex(self, acct: PaperAccount) -> None:
+        """Index the book's current nearest trigger levels under a new generation
+        (its earlier entries go stale); a dirty book is not indexed (not fed)."""
+        account_id = acct.account_id
+        gen = self._gen[account_id] = self._gen.get(account_id, 0) + 1
         now_active = set() if acct.dirty else set(acct.book.trigger_symbols())
         for symbol in acct.active - now_active:
-            self._active[symbol].discard(acct.account_id)
+            self._active[symbol].discard(account_id)
         for symbol in now_active - acct.active:
-            self._active[symbol].add(acct.account_id)
+            self._active[symbol].add(account_id)
         acct.active = now_active
+        for symbol in now_active:
+            limit = 2 * len(self._active[symbol]) + _COMPACT_SLACK
+            levels = acct.book.trigger_levels(symbol)
+            for heap, level, below in zip(
+                self._index[symbol].heaps(), levels, (True, False, True, False), strict=True
+            ):
+                if level is None:
+                    continue
+                heapq.heappush(heap, (-level if below else level, account_id, gen))
+                if len(heap) > limit:
+                    self._compact(heap)
+
+    def _compact(self, heap: list[_IndexEntry]) -> None:
+        """Drop stale entries. Live ones are at most one per book indexed on the
+        symbol, so the heap then holds at most half its limit: amortised O(1) a push."""
+        gens = self._gen
+        heap[:] = [entry for entry in heap if gens.get(entry[1]) == entry[2]]
+        heapq.heapify(heap)
+
+    def _crossed(self, symbol: str, quote: Quote) -> list[str]:
+        """Pop the index entries of `symbol` that `quote` crosses; the accounts of the
+        live ones, each once, in the order popped."""
+        gens = self._gen
+        found: dict[str, None] = {}
+        index = self._index[symbol]
+        bid, ask = quote.bid, quote.ask
+        for heap, price, below in (
+            (index.below_bid, bid, True),
+            (index.above_bid, bid, False),
+            (index.below_ask, ask, True),
+            (index.above_ask, ask, False),
+        ):
+            while heap and ((-heap[0][0] >= price) if below else (heap[0][0] <= price)):
+                _, account_id, gen = heapq.heappop(heap)
+                if gens.get(account_id) == gen:
+                    found[account_id] = None
+        return list(found)
+
+    def _deliver(self, symbol: str, out: dict[str, list[PaperFact]]) -> None:
+        """Give the latest quote of `symbol` to the books it crosses; collect their facts."""
+        for account_id in self._crossed(symbol, self.quotes[symbol]):
+            acct = self.accounts.get(account_id)
+            if acct is None or acct.dirty:  # dropped or no longer fed: nothing to do
+                continue
+            self._catch_up(acct, last=symbol)
+            self._reindex(acct)
+            facts = acct.book.drain_journal()
+            if facts:
+                out.setdefault(account_id, []).extend(facts)
 
     def mark_dirty(self, acct: PaperAccount) -> None:
         acct.dirty = True
-        self._refresh_active(acct)
+        self._reindex(acct)
 
     # ---- calls ----------------------------------------------------------------------
 
@@ -231,28 +335,19 @@ class PaperExchange:
         except ValueError as exc:  # OrderRequest validation inside msgspec decoding
             result = Rejected(f"invalid {op} request: {exc}", broker_code=codes.INVALID)
         if op in wire.TRADE_OPS:
-            self._refresh_active(acct)
+            self._reindex(acct)
         return result, acct.book.drain_journal()
 
     # ---- the feed -------------------------------------------------------------------
 
     def tick(self, now: float) -> dict[str, list[PaperFact]]:
-        """Every symbol's walk takes one step to `now`; books that can react get the quote.
-        Returns the facts caused, by account."""
+        """Every symbol's walk takes one step to `now`; books whose trigger levels a
+        quote crosses get it. Returns the facts caused, by account."""
         self.now = max(self.now, now)
-        touched: set[str] = set()
-        for name, feed in self._feeds.items():
-            quote = self.quotes[name] = feed.next(self.now)
-            for account_id in self._active[name]:
-                self.accounts[account_id].book.apply_quote(quote)
-                touched.add(account_id)
         out: dict[str, list[PaperFact]] = {}
-        for account_id in touched:
-            acct = self.accounts[account_id]
-            self._refresh_active(acct)
-            facts = acct.book.drain_journal()
-            if facts:
-                out[account_id] = facts
+        for name, feed in self._feeds.items():
+            self.quotes[name] = feed.next(self.now)
+            self._deliver(name, out)
         return out
 
     def set_quote(
@@ -264,18 +359,12 @@ class PaperExchange:
             raise ValueError(f"the paper exchange has no symbol {symbol}")
         if not 0 < bid <= ask:
             raise ValueError(f"quote {bid}/{ask} for {symbol} is not a market (0 < bid <= ask)")
-        # strictly later than the quote it replaces: books catch up by quote time
+        # strictly later than the quote it replaces: a symbol's quote times only grow
         self.now = max(self.now, now, self.quotes[symbol].time + 1e-6)
         self._feeds[symbol].move_to(bid, ask)
-        quote = self.quotes[symbol] = Quote(symbol=symbol, bid=bid, ask=ask, time=self.now)
+        self.quotes[symbol] = Quote(symbol=symbol, bid=bid, ask=ask, time=self.now)
         out: dict[str, list[PaperFact]] = {}
-        for account_id in list(self._active[symbol]):
-            acct = self.accounts[account_id]
-            acct.book.apply_quote(quote)
-            self._refresh_active(acct)
-            facts = acct.book.drain_journal()
-            if facts:
-                out[account_id] = facts
+        self._deliver(symbol, out)
         return out
 
     def market_quotes(self) -> list[MarketQuote]:

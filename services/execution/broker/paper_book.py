@@ -511,9 +511,33 @@ class PaperBook:
             if st.below_bid or st.above_bid or st.below_ask or st.above_ask
         ]
 
+    def trigger_levels(
+        self, symbol: str
+    ) -> tuple[float | None, float | None, float | None, float | None]:
+        """The nearest trigger levels on `symbol`, None where nothing waits:
+        (highest level that fires when the bid falls to it, lowest that fires when the
+        bid rises to it, the same two for the ask). A quote that crosses none of them
+        fires nothing here (`apply_quote` pops exactly the entries these tops bound).
+
+        A level may belong to a stale entry (a target since modified, closed or
+        cancelled): that only errs on the safe side; a quote crossing it pops it and
+        fires nothing, and the next call gives the level behind it."""
+        st = self._syms[symbol]
+        return (
+            -st.below_bid[0][0] if st.below_bid else None,
+            st.above_bid[0][0] if st.above_bid else None,
+            -st.below_ask[0][0] if st.below_ask else None,
+            st.above_ask[0][0] if st.above_ask else None,
+        )
+
     def quote_time(self, symbol: str) -> float | None:
         st = self._syms.get(symbol)
         return None if st is None or st.quote is None else st.quote.time
+
+    def current_quote(self, symbol: str) -> Quote | None:
+        """The last quote applied for `symbol` (None before the first, or if unknown)."""
+        st = self._syms.get(symbol)
+        return None if st is None else st.quote
 
     def drain_journal(self) -> list[PaperFact]:
         """The facts recorded since the last drain (empty without a journal)."""
