@@ -51,7 +51,7 @@ class ProcessSampler:
                 with contextlib.suppress(psutil.Error):
                     self._servers[name] = psutil.Process(pid)
         self.peak_rss: dict[str, int] = dict.fromkeys(self._procs, 0)
-        self._marks: list[tuple[str, dict[str, float]]] = []
+        self._marks: list[tuple[str, float, dict[str, float]]] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -82,17 +82,19 @@ class ProcessSampler:
 
     def mark(self, name: str) -> None:
         """Close the phase that ran since the previous mark under `name`."""
-        self._marks.append((name, self._cpu()))
+        self._marks.append((name, time.monotonic(), self._cpu()))
 
     async def stop(self) -> dict[str, Any]:
         if self._task is not None:
             self._task.cancel()
-        phases = {}
-        for (_, before), (name, after) in zip(self._marks, self._marks[1:], strict=False):
+        phases, walls = {}, {}
+        for (_, t0, before), (name, t1, after) in zip(self._marks, self._marks[1:], strict=False):
             phases[name] = {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
+            walls[name] = round(t1 - t0, 2)
         return {
             "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in self.peak_rss.items()},
             "cpu_s": phases,
+            "phase_wall_s": walls,
         }
 
 
