@@ -80,6 +80,18 @@ class ProcessSampler:
             cpu[name] = total
         return cpu
 
+    async def settle(self, *, busy_below: float = 0.25, within_s: float = 60.0) -> float:
+        """Wait until the whole system uses less than `busy_below` of a core (the
+        audit and snapshots catching up on the set-up); returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < within_s:
+            before = self._cpu()
+            await asyncio.sleep(1.0)
+            after = self._cpu()
+            if sum(after[k] - before.get(k, 0.0) for k in after) < busy_below:
+                break
+        return round(time.monotonic() - started, 1)
+
     def mark(self, name: str) -> None:
         """Close the phase that ran since the previous mark under `name`."""
         self._marks.append((name, time.monotonic(), self._cpu()))
@@ -181,6 +193,7 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
             price = prices.get("XAUUSD", 2000.0)
             base = int(time.time() * 1000)
             sampler = ProcessSampler(supervisor)
+            result["settle_s"] = await sampler.settle()
             sampler.start()
             result.update(await _one_user(nc, price, base + 1_000_000, solo_rounds))
             sampler.mark("one_user")
