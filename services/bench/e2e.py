@@ -123,6 +123,10 @@ async def _users(nc: Any, users: list[str], channel: str) -> None:
                     "settings",
                     {
                         "lot": 0.01,
+                        # a 10,000-user run lasts minutes: the market must not drift
+                        # out of tolerance meanwhile, or refusals would replace orders
+                        "max_signal_age_s": 3600,
+                        "max_entry_distance_pips": None,
                         "risk.max_open_positions": 1000,
                         "risk.max_positions_per_symbol": 1000,
                         "risk.max_orders_per_minute": 10000,
@@ -161,9 +165,15 @@ async def _one_user(nc: Any, price: float, first_id: int, rounds: int) -> dict[s
 
 
 async def _wait_reports(observer: BusObserver, expected: int, within_s: float) -> None:
+    """Until every expected leg has an order report or a refusal (by an actor or risk)."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        done = sum(observer.figures.reports.values())
+        f = observer.figures
+        done = (
+            sum(f.reports.values())
+            + sum(f.actor_refusals.values())
+            + sum(f.risk_rejections.values())
+        )
         if done >= expected:
             return
         await asyncio.sleep(0.05)
@@ -240,6 +250,9 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
             result.update(
                 sustained_signals=sustained,
                 sustained_orders=orders,
+                sustained_refusals=dict(
+                    stream.figures.actor_refusals + stream.figures.risk_rejections
+                ),
                 sustained_orders_per_s=round(orders / elapsed),
                 sustained_elapsed_s=round(elapsed, 2),
             )
