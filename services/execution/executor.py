@@ -43,6 +43,7 @@ from eventstore import (
 )
 from eventstore.group_commit import GroupCommitter
 from eventstore.records import OutboxMessage
+from services.runtime.coalesce import CoalescingLoader
 from services.runtime.tracing import trace_headers
 
 from .account import AccountState
@@ -140,6 +141,7 @@ class ExecutionCore:
         self._clock = clock
         self._sleep = sleep
         self._accounts: dict[str, AccountState] = {}
+        self._loader = CoalescingLoader(self._load_many, name="execution.load-accounts")
         self._specs: dict[tuple[str, str], tuple[float, SymbolSpec]] = {}
         self.executed = 0
         self.duplicates = 0
@@ -158,15 +160,25 @@ class ExecutionCore:
     async def account(self, account_id: str) -> AccountState:
         found = self._accounts.get(account_id)
         if found is None:
-            found = self._accounts[account_id] = await self.load(account_id)
+            # the accounts a fan-out meets for the first time are read together
+            loaded = await self._loader.get(account_id)
+            found = self._accounts.setdefault(account_id, loaded)
         return found
 
     async def load(self, account_id: str) -> AccountState:
-        state = AccountState(account_id)
-        for recorded in await self.store.read_stream(account_stream(account_id)):
-            event = REGISTRY.decode(recorded) if REGISTRY.knows(recorded.type) else None
-            state.apply(event, recorded.version)
-        return state
+        return (await self._load_many([account_id]))[account_id]
+
+    async def _load_many(self, account_ids: list[str]) -> dict[str, AccountState]:
+        streams = [account_stream(a) for a in account_ids]
+        tails = await self.store.read_streams(streams, [0] * len(streams))
+        states = {}
+        for account_id, stream in zip(account_ids, streams, strict=True):
+            state = AccountState(account_id)
+            for recorded in tails[stream]:
+                event = REGISTRY.decode(recorded) if REGISTRY.knows(recorded.type) else None
+                state.apply(event, recorded.version)
+            states[account_id] = state
+        return states
 
     async def reload(self, account_id: str) -> AccountState:
         state = self._accounts[account_id] = await self.load(account_id)
