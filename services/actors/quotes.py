@@ -3,10 +3,16 @@
 Only the newest quote matters, so this is a plain (non-durable) subscription.
 A quote older than `max_age_s` is treated as no quote: a stale price must not
 pass a distance check (fail closed).
+
+A book that has just started listening knows no price yet, although the feed
+has them: `wait_complete` tells when a full round of the feed has arrived (the
+first symbol heard has been heard again, newer), so that the host decides
+signals with the market in view instead of refusing them for want of a quote.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import msgspec
@@ -25,6 +31,8 @@ class QuoteBook:
         self.now_ns = clock_ns  # set by the shell before each decision batch
         self._decoder = msgspec.json.Decoder(Quote)
         self._sub: Subscription | None = None
+        self._first: tuple[str, int] | None = None  # (symbol, ts) of the first quote heard
+        self._full_round = asyncio.Event()
 
     def quote(self, symbol: str) -> Quote | None:
         found = self._quotes.get(symbol)
@@ -38,6 +46,25 @@ class QuoteBook:
         current = self._quotes.get(quote.symbol)
         if current is None or quote.ts >= current.ts:
             self._quotes[quote.symbol] = quote
+        if self._full_round.is_set():
+            return
+        if self._first is None:
+            self._first = (quote.symbol, quote.ts)
+        elif quote.symbol == self._first[0] and quote.ts > self._first[1]:
+            self._full_round.set()  # every symbol the feed sends each round is in view
+
+    @property
+    def complete(self) -> bool:
+        """Whether a full round of the feed has arrived since the book started."""
+        return self._full_round.is_set()
+
+    async def wait_complete(self, within_s: float) -> bool:
+        """Wait (at most `within_s`) until a full round of the feed has arrived."""
+        try:
+            await asyncio.wait_for(self._full_round.wait(), within_s)
+        except TimeoutError:
+            return False
+        return True
 
     def __len__(self) -> int:
         return len(self._quotes)

@@ -53,6 +53,11 @@ from services.runtime.service import ServiceContext
 
 log = logging.getLogger("sigrelay.actors")
 
+# How long a starting host waits for a full round of quotes before it takes signals
+# anyway (the paper feed sends every symbol each 0.25 s; without a feed an open is
+# refused no_price, as it would be after the wait).
+MARKET_VIEW_WAIT_S = 10.0
+
 
 def owned_partitions(text: str, partitions: int) -> list[int]:
     """`all`, `3`, `0-7` or `0,2,4-6` -> partition numbers, each checked."""
@@ -117,15 +122,16 @@ class ActorsService:
         for partition in owned:
             await self._serve_partition(ctx, partition)
         tag = "all" if len(desired) == ctx.settings.partitions else "-".join(map(str, desired))
+        signals = self._consumer(
+            ctx,
+            f"actors-signals-{tag}",
+            f"{subjects.PARSED}.>",
+            ParsedSignal,
+            self._on_signal,
+            concurrency=1,
+        )
         self.consumers = [
-            self._consumer(
-                ctx,
-                f"actors-signals-{tag}",
-                f"{subjects.PARSED}.>",
-                ParsedSignal,
-                self._on_signal,
-                concurrency=1,
-            ),
+            signals,
             self._consumer(
                 ctx,
                 f"actors-verdicts-{tag}",
@@ -141,7 +147,12 @@ class ActorsService:
                 self._on_report,
             ),
         ]
-        tasks = [asyncio.create_task(c.run(), name=c.spec.durable) for c in self.consumers]
+        tasks = [
+            asyncio.create_task(
+                self._take_signals(c) if c is signals else c.run(), name=c.spec.durable
+            )
+            for c in self.consumers
+        ]
         tasks.append(asyncio.create_task(self._housekeeping(), name="actors.housekeeping"))
         try:
             await asyncio.gather(*tasks)
@@ -157,6 +168,20 @@ class ActorsService:
                 await self._leases.release(self.host.owned)
             await committer.stop()
             await self.host.quotes.close()
+
+    async def _take_signals(self, consumer: JetStreamConsumer) -> None:
+        """Consume signals once the market is in view. A host that has just started
+        has heard no quote yet: a signal waiting in the stream would be decided at
+        once and refused `no_price` for every subscriber (a final decision), for want
+        of a price the feed delivers a moment later."""
+        assert self.host is not None
+        if not await self.host.quotes.wait_complete(MARKET_VIEW_WAIT_S):
+            log.warning(
+                "actors: no full round of quotes within %.0f s of starting; taking signals"
+                " anyway (an open without a current price is refused no_price)",
+                MARKET_VIEW_WAIT_S,
+            )
+        await consumer.run()
 
     def _consumer(
         self,

@@ -73,6 +73,10 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     linger_s: float = 0.001  # group commit: how long to gather appends
     control_poll_s: float = 1.0  # how often to read the global kill switch from the log
     snapshot_flush_s: float = 2.0
+    # at start, how long to wait for a full round of quotes before deciding intents:
+    # an intent waiting in the stream would otherwise meet the spread check before
+    # the first quote arrives and be refused no_price, a final verdict
+    market_view_wait_s: float = 10.0
 
 
 class UserLog:

@@ -76,6 +76,8 @@ class RiskService:
         self.core: RiskCore | None = None
         self.consumers: list[JetStreamConsumer] = []
         self.ready = asyncio.Event()
+        self._first_quote: tuple[str, int] | None = None  # (symbol, ts) of the first heard
+        self._full_round = asyncio.Event()
 
     async def run(self, ctx: ServiceContext) -> None:
         core = RiskCore(ctx.store, self.config, **({"clock": self._clock} if self._clock else {}))
@@ -136,9 +138,11 @@ class RiskService:
         )
         await ctx.nc.flush()  # the endpoints are subscribed at the server before anyone asks
         core.writer.start()
+        intents, *others = self.consumers
         tasks = [
             asyncio.create_task(self._housekeeping(core), name="risk.housekeeping"),
-            *(asyncio.create_task(c.run(), name=f"risk.{c.spec.durable}") for c in self.consumers),
+            asyncio.create_task(self._take_intents(intents), name=f"risk.{intents.spec.durable}"),
+            *(asyncio.create_task(c.run(), name=f"risk.{c.spec.durable}") for c in others),
         ]
         self.ready.set()
         try:
@@ -156,6 +160,20 @@ class RiskService:
                     await micro.stop()
             with contextlib.suppress(Exception):
                 await core.flush_snapshots(every=1)
+
+    async def _take_intents(self, consumer: JetStreamConsumer) -> None:
+        """Decide intents once the market is in view (see `RiskConfig.market_view_wait_s`);
+        without quotes after the wait, the spread check fails closed as before."""
+        wait_s = self.config.market_view_wait_s
+        if wait_s > 0:
+            try:
+                await asyncio.wait_for(self._full_round.wait(), wait_s)
+            except TimeoutError:
+                log.warning(
+                    "risk: no full round of quotes within %.0f s of starting; taking intents",
+                    wait_s,
+                )
+        await consumer.run()
 
     async def _housekeeping(self, core: RiskCore) -> None:
         """Read the global switch others may have set, and save due snapshots."""
@@ -179,7 +197,12 @@ class RiskService:
             return
         # a bad quote is no quote: the spread check then fails closed
         with contextlib.suppress(msgspec.MsgspecError):
-            self.core.apply_quote(_quote_decoder.decode(msg.data))
+            quote = _quote_decoder.decode(msg.data)
+            self.core.apply_quote(quote)
+            if self._first_quote is None:
+                self._first_quote = (quote.symbol, quote.ts)
+            elif quote.symbol == self._first_quote[0] and quote.ts > self._first_quote[1]:
+                self._full_round.set()  # the first symbol heard again: all are in view
 
     async def _on_intent(self, intent: OrderIntent, msg: Msg) -> None:
         assert self.core is not None

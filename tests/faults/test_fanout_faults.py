@@ -24,10 +24,9 @@ from services.ingest.inject import ScriptLine, inject
 from services.runtime.ctl import request
 from services.runtime.settings import RuntimeSettings
 from services.runtime.supervisor import Supervisor
+from tests.support.pipeline import consumer_states, legs_report, outbox_backlog
 
-# Runs on demand (`./dev test -m fanout_faults`): one run in four hung while it was
-# being written (issue 7 is open on it); the default suite stays deterministic.
-pytestmark = [pytest.mark.faults, pytest.mark.fanout_faults]
+pytestmark = pytest.mark.faults
 log = logging.getLogger("sigrelay.tests.faults")
 
 SERVICES = ("ingest", "actors", "risk", "paper", "execution", "audit")
@@ -65,7 +64,7 @@ async def _users(nc, count: int) -> None:
 
 
 def _positions_by_client(database_url: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, connect_timeout=10) as conn:
         rows = conn.execute(
             "SELECT data->>'client_id', count(*) FROM events"
             " WHERE type = 'paper.position_opened' GROUP BY 1"
@@ -74,7 +73,7 @@ def _positions_by_client(database_url: str) -> dict[str, int]:
 
 
 def _filled_intents(database_url: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, connect_timeout=10) as conn:
         rows = conn.execute(
             "SELECT data->'report'->>'intent_id', count(*) FROM events"
             " WHERE type = 'execution.reported' AND data->'report'->>'status' = 'filled'"
@@ -123,8 +122,15 @@ async def test_each_part_killed_during_fanouts_then_exactly_one_order_per_leg(tm
         ("nats", kill_nats),
         ("postgres", restart_postgres),
     ]
+
+    async def on_error(exc: Exception) -> None:  # one line, not a traceback per reconnect try
+        log.warning("fault suite: nats: %r", exc)
+
     nc = await nats.connect(
-        supervisor.infra.nats_url_for("admin"), max_reconnect_attempts=-1, reconnect_time_wait=0.2
+        supervisor.infra.nats_url_for("admin"),
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+        error_cb=on_error,
     )
     try:
         await supervisor.wait_ready(nc)
@@ -149,23 +155,39 @@ async def test_each_part_killed_during_fanouts_then_exactly_one_order_per_leg(tm
             log.info(
                 "fault suite: %s recovered; %d positions so far",
                 name,
-                sum(_filled_intents(database_url).values()),
+                sum((await asyncio.to_thread(_filled_intents, database_url)).values()),
             )
 
         expected = USERS * len(faults)
+        users = [f"f{i:05d}" for i in range(USERS)]
         deadline = time.monotonic() + 240
+        next_note = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if sum(_filled_intents(database_url).values()) >= expected:
+            if sum((await asyncio.to_thread(_filled_intents, database_url)).values()) >= expected:
                 break
+            if time.monotonic() >= next_note:  # a slow recovery says where it is
+                next_note = time.monotonic() + 30
+                log.info(
+                    "fault suite: waiting\n%s",
+                    (await asyncio.to_thread(legs_report, database_url, signal_ids, users))[1],
+                )
             await asyncio.sleep(2.0)
         await asyncio.sleep(5.0)  # anything doubled would show up now
 
-        filled = _filled_intents(database_url)
-        positions = _positions_by_client(database_url)
-        wanted = {f"{sid}|f{i:05d}|L1" for sid in signal_ids for i in range(USERS)}
-        assert set(filled) == wanted, (len(wanted - set(filled)), len(set(filled) - wanted))
-        assert set(filled.values()) == {1}
-        assert len(positions) == expected and set(positions.values()) == {1}
+        filled = await asyncio.to_thread(_filled_intents, database_url)
+        positions = await asyncio.to_thread(_positions_by_client, database_url)
+        wanted = {f"{sid}|{user}|L1" for sid in signal_ids for user in users}
+        legs = ""
+        if not (
+            set(filled) == wanted
+            and set(filled.values()) == {1}
+            and len(positions) == expected
+            and set(positions.values()) == {1}
+        ):
+            legs = await _where_are_the_legs(nc, database_url, signal_ids, users)
+        assert set(filled) == wanted, legs
+        assert set(filled.values()) == {1}, legs
+        assert len(positions) == expected and set(positions.values()) == {1}, legs
 
         report = await tools.verify(database_url)
         assert report.ok, report.first_break
@@ -173,6 +195,24 @@ async def test_each_part_killed_during_fanouts_then_exactly_one_order_per_leg(tm
         keep_alive.cancel()
         await nc.close()
         await supervisor.shutdown()
+
+
+async def _where_are_the_legs(
+    nc: nats.NATS, database_url: str, signal_ids: list[str], users: list[str]
+) -> str:
+    """Which signal lacks how many legs, where they stopped, and what is still queued."""
+    try:
+        _, legs = await asyncio.to_thread(legs_report, database_url, signal_ids, users)
+        backlog = await asyncio.to_thread(outbox_backlog, database_url)
+    except psycopg.Error as exc:  # the report must not hide the failure it explains
+        legs, backlog = f"(the log could not be read: {exc!r})", {}
+    consumers = "\n".join(await consumer_states(nc.jetstream(timeout=5)))
+    return (
+        "not exactly one filled order and one position per user per signal.\n"
+        f"legs per stage (and, per signal, where the missing ones stopped):\n{legs}\n"
+        f"outbox rows not yet relayed, per producer: {backlog}\n"
+        f"JetStream consumers:\n{consumers}"
+    )
 
 
 async def _supervise(supervisor: Supervisor) -> None:

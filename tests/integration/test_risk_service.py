@@ -23,6 +23,7 @@ from contracts.refusals import RefusalCode
 from contracts.users import user_stream
 from eventstore import EventStore, request
 from eventstore.migrate import migrate
+from services.risk.core import RiskConfig
 from services.risk.events import CONTROL_STREAM, risk_stream
 from services.risk.service import RiskService
 from tests.support import inprocess
@@ -61,7 +62,9 @@ class Risk:
         self.log = await EventStore.connect(self.database_url, producer="tests")
         self._sub = await self.admin.subscribe(f"{subjects.VERDICT}.>", cb=self._on_verdict)
 
-    async def start(self, clock: Callable[[], int] | None = None) -> RiskService:
+    async def start(
+        self, clock: Callable[[], int] | None = None, *, market_view_wait_s: float = 0.0
+    ) -> RiskService:
         self._ctx = await inprocess.open_context(
             "risk",
             nats_url=self.nats_server.url_for("risk"),
@@ -69,7 +72,8 @@ class Risk:
             home=self.home,
             pool_max=10,
         )
-        service = RiskService(clock=clock)
+        # no price feed here unless a test publishes quotes: take intents at once
+        service = RiskService(RiskConfig(market_view_wait_s=market_view_wait_s), clock=clock)
         self._tasks = inprocess.start(service, self._ctx)
         await asyncio.wait_for(service.ready.wait(), 10)
         self.service = service
@@ -241,6 +245,28 @@ async def test_spread_too_wide_then_open_rejected(risk: Risk):
     verdict = await risk.verdict(_fresh())
 
     assert verdict.code == RefusalCode.SPREAD_TOO_WIDE and "7.5 pips" in verdict.reason
+
+
+async def test_intent_waiting_when_risk_starts_then_decided_with_the_market_in_view(risk: Risk):
+    # the spread check needs a quote; the feed's first one arrives after risk starts
+    await risk.seed(max_spread_pips=3.0)
+    order = _fresh()
+    await risk.send(order)  # waiting in the stream before risk runs
+    await risk.start(market_view_wait_s=10.0)
+
+    async def feed() -> None:
+        while True:
+            await asyncio.sleep(0.3)
+            tight = quote("XAUUSD", spread_pips=1.0, ts=now_ns())
+            await risk.admin.publish(subjects.prices("XAUUSD"), encode(tight))
+
+    feeding = asyncio.create_task(feed())
+    try:
+        verdict = await risk.wait_verdict(order.intent_id, within=15.0)
+    finally:
+        feeding.cancel()
+
+    assert verdict.approved, verdict  # not refused no_price for want of a quote
 
 
 async def test_symbol_blocked_then_open_rejected(risk: Risk):
