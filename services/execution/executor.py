@@ -85,6 +85,19 @@ _EPS = 1e-9
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class OutcomeStillUnknown(Exception):
+    """The broker may have executed an order and could not be asked whether it did.
+    Not a broker answer: nothing is reported; the verdict is retried later."""
+
+    def __init__(self, intent_id: str, last: BrokerError) -> None:
+        super().__init__(
+            f"intent {intent_id}: the broker may have executed it and cannot be asked"
+            f" now ({type(last).__name__}: {last}); it will be looked up again"
+        )
+        self.intent_id = intent_id
+        self.last = last
+
+
 class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Settings of the execution service (env: SIGRELAY_EXECUTION_WORKERS,
     SIGRELAY_EXECUTION_BROKER_EVENTS_S for `broker_events_sweep_s`).
@@ -479,9 +492,15 @@ class ExecutionCore:
     async def send(
         self, broker: Broker, sub: OrderSubmitting, *, recovering: bool
     ) -> BrokerOrderResult | BrokerError:
-        """Call the broker for `sub` until it answers for good, or the retries run out."""
+        """Call the broker for `sub` until it answers for good, or the retries run out.
+
+        Raises `OutcomeStillUnknown` rather than give up while an earlier attempt may
+        have executed and no look-up has said otherwise: reporting that order `failed`
+        could hide an open position (fail closed; the submitting record stays, and the
+        next delivery or recovery looks it up before sending anything)."""
         attempts: dict[str, int] = {}
         look_first = recovering
+        maybe_executed = recovering
         while True:
             try:
                 if look_first:
@@ -489,6 +508,7 @@ class ExecutionCore:
                     if done is not None:
                         return done
                     look_first = False
+                    maybe_executed = False  # the broker says it has not: sending is safe
                 result = await self._call(broker, sub)
                 if sub.intent.action == "open":
                     self._fault(KILL_AFTER_BROKER_ACCEPT)
@@ -496,10 +516,14 @@ class ExecutionCore:
                 return result
             except BrokerError as exc:
                 await self._observe_health(sub.intent.account_id, exc)
-                if isinstance(exc, (Rejected, AuthFailed)):
+                if isinstance(exc, (Rejected, AuthFailed)) and not maybe_executed:
                     return exc
+                if isinstance(exc, OutcomeUnknown):
+                    maybe_executed = True
                 outcome = await self._retry_or_give_up(exc, attempts)
                 if outcome is not None:
+                    if maybe_executed:
+                        raise OutcomeStillUnknown(sub.intent.intent_id, outcome) from exc
                     return outcome
                 if isinstance(exc, OutcomeUnknown):
                     look_first = True  # it may have executed: never resend before looking

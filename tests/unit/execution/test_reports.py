@@ -17,7 +17,12 @@ from services.execution.broker.port import (
     RetryLater,
 )
 from services.execution.directory import NoBroker
-from services.execution.executor import ExecutionConfig, ExecutionCore, order_request
+from services.execution.executor import (
+    ExecutionConfig,
+    ExecutionCore,
+    OutcomeStillUnknown,
+    order_request,
+)
 from services.execution.ids import client_id_for
 from services.execution.reports import report_failure, report_success, status_for_error
 
@@ -245,3 +250,46 @@ async def test_send_when_final_refusal_then_no_retry(error: BrokerError) -> None
 
     assert outcome is error
     assert (broker.calls, slept) == (["place_order"], [])
+
+
+async def test_send_when_outcome_unknown_then_broker_unreachable_then_raises_not_failed() -> None:
+    # the order went through but the answer was lost; then nobody can ask the broker
+    core, _ = _core(not_connected_attempts=2)
+    broker = ScriptedBroker()
+    broker.script("place_order", OutcomeUnknown("timed out"), execute=True)
+    for _ in range(3):
+        broker.script("find_by_client_id", NotConnected("terminal offline"))
+    sub = submitting()
+
+    with pytest.raises(OutcomeStillUnknown) as raised:
+        await core.send(cast(Any, broker), sub, recovering=False)
+
+    assert isinstance(raised.value.last, NotConnected)
+    assert broker.calls == ["place_order"] + ["find_by_client_id"] * 3  # never resent
+    assert len(await broker.paper.positions()) == 1  # the position a `failed` would hide
+
+
+async def test_send_when_recovering_and_broker_unreachable_then_raises_not_failed() -> None:
+    core, _ = _core(not_connected_attempts=1)
+    broker = ScriptedBroker()
+    for _ in range(2):
+        broker.script("find_by_client_id", NotConnected("terminal offline"))
+
+    with pytest.raises(OutcomeStillUnknown):
+        await core.send(cast(Any, broker), submitting(), recovering=True)
+
+    assert "place_order" not in broker.calls
+
+
+async def test_send_when_unknown_then_looked_up_absent_then_refused_then_rejected() -> None:
+    # once a look-up says the order is not there, the broker's refusal of the resend is final
+    core, _ = _core()
+    broker = ScriptedBroker()
+    broker.script("place_order", OutcomeUnknown("timed out"))
+    refusal = Rejected("market closed", broker_code=10018)
+    broker.script("place_order", refusal)
+
+    outcome = await core.send(cast(Any, broker), submitting(), recovering=False)
+
+    assert outcome is refusal
+    assert broker.calls == ["place_order", "find_by_client_id", "place_order"]
