@@ -58,6 +58,7 @@ from services.actors.core import (
 from services.actors.locks import KeyedLocks
 from services.actors.membership import Membership
 from services.actors.quotes import QuoteBook
+from services.runtime.coalesce import CoalescingLoader
 from services.runtime.tracing import trace_headers
 
 log = logging.getLogger("sigrelay.actors")
@@ -100,7 +101,6 @@ class ActorHost:
         idle_s: float = 600.0,
         chunk: int = 500,
         parallel_chunks: int = 4,
-        recovery_concurrency: int = 4,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -115,11 +115,10 @@ class ActorHost:
         self.membership = Membership(self.owns)
         self.quotes = QuoteBook()
         self.stats = HostStats()
-        self._recovery = asyncio.Semaphore(recovery_concurrency)
         self._snapshot_due: dict[str, None] = {}
-        self._activating: dict[str, asyncio.Future[None]] = {}
-        self._to_load: list[str] = []
-        self._loader: asyncio.Task[None] | None = None
+        self._loader: CoalescingLoader[str, None] = CoalescingLoader(
+            self._load_many, linger_s=_ACTIVATION_LINGER_S, name="actors.activate"
+        )
 
     def owns(self, user_id: str) -> bool:
         return partition_of(user_id, self.partitions) in self.owned
@@ -161,43 +160,17 @@ class ActorHost:
         """Make sure every user in `users` has a slot (snapshot + tail).
 
         Concurrent activations are coalesced: whatever is asked for within
-        `_ACTIVATION_LINGER_S` is read in one bulk query (up to 1,000 users),
-        so a burst of control requests for cold actors costs a few queries,
-        not one per user.
+        `_ACTIVATION_LINGER_S`, or while the previous bulk read runs, is read in
+        one bulk query (up to 1,000 users), so a burst of control requests for
+        cold actors costs a few queries, not one per user.
         """
-        waiting = []
-        loop = asyncio.get_running_loop()
-        for user in users:
-            if user in self.slots:
-                continue
-            future = self._activating.get(user)
-            if future is None:
-                future = self._activating[user] = loop.create_future()
-                self._to_load.append(user)
-            waiting.append(future)
-        if not waiting:
-            return
-        if self._loader is None or self._loader.done():
-            self._loader = asyncio.create_task(self._load_pending(), name="actors.activate")
-        await asyncio.gather(*waiting)
+        cold = [u for u in users if u not in self.slots]
+        if cold:
+            await self._loader.get_many(cold)
 
-    async def _load_pending(self) -> None:
-        await asyncio.sleep(_ACTIVATION_LINGER_S)
-        while self._to_load:
-            batch, self._to_load = self._to_load[:1000], self._to_load[1000:]
-            try:
-                async with self._recovery:
-                    await self._load([u for u in batch if u not in self.slots])
-            except Exception as exc:
-                for user in batch:
-                    future = self._activating.pop(user, None)
-                    if future is not None and not future.done():
-                        future.set_exception(exc)
-                continue
-            for user in batch:
-                future = self._activating.pop(user, None)
-                if future is not None and not future.done():
-                    future.set_result(None)
+    async def _load_many(self, users: list[str]) -> dict[str, None]:
+        await self._load([u for u in users if u not in self.slots])
+        return dict.fromkeys(users)
 
     async def _load(self, users: list[str]) -> None:
         if not users:
