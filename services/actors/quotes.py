@@ -5,14 +5,13 @@ A quote older than `max_age_s` is treated as no quote: a stale price must not
 pass a distance check (fail closed).
 
 A book that has just started listening knows no price yet, although the feed
-has them: `wait_complete` tells when a full round of the feed has arrived (the
-first symbol heard has been heard again, newer), so that the host decides
-signals with the market in view instead of refusing them for want of a quote.
+has them: `wait_complete` tells when a full round of the feed has arrived (see
+`services.runtime.market_view`), so that the host decides signals with the
+market in view instead of refusing them for want of a quote.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import msgspec
@@ -22,6 +21,7 @@ from nats.aio.subscription import Subscription
 
 from contracts import subjects
 from contracts.orders import Quote
+from services.runtime.market_view import FeedRound
 
 
 class QuoteBook:
@@ -31,8 +31,7 @@ class QuoteBook:
         self.now_ns = clock_ns  # set by the shell before each decision batch
         self._decoder = msgspec.json.Decoder(Quote)
         self._sub: Subscription | None = None
-        self._first: tuple[str, int] | None = None  # (symbol, ts) of the first quote heard
-        self._full_round = asyncio.Event()
+        self._round = FeedRound()
 
     def quote(self, symbol: str) -> Quote | None:
         found = self._quotes.get(symbol)
@@ -46,25 +45,16 @@ class QuoteBook:
         current = self._quotes.get(quote.symbol)
         if current is None or quote.ts >= current.ts:
             self._quotes[quote.symbol] = quote
-        if self._full_round.is_set():
-            return
-        if self._first is None:
-            self._first = (quote.symbol, quote.ts)
-        elif quote.symbol == self._first[0] and quote.ts > self._first[1]:
-            self._full_round.set()  # every symbol the feed sends each round is in view
+        self._round.observe(quote.symbol, quote.ts)
 
     @property
     def complete(self) -> bool:
         """Whether a full round of the feed has arrived since the book started."""
-        return self._full_round.is_set()
+        return self._round.complete
 
     async def wait_complete(self, within_s: float) -> bool:
         """Wait (at most `within_s`) until a full round of the feed has arrived."""
-        try:
-            await asyncio.wait_for(self._full_round.wait(), within_s)
-        except TimeoutError:
-            return False
-        return True
+        return await self._round.wait(within_s)
 
     def __len__(self) -> int:
         return len(self._quotes)

@@ -42,6 +42,7 @@ from eventstore.cancellation import reraise_if_cancelling
 from services.risk.core import RiskConfig, RiskCore
 from services.risk.projection import USER_STATE_EVENTS
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer, Rejected
+from services.runtime.market_view import FeedRound
 from services.runtime.service import ServiceContext
 
 log = logging.getLogger("sigrelay.risk")
@@ -76,8 +77,7 @@ class RiskService:
         self.core: RiskCore | None = None
         self.consumers: list[JetStreamConsumer] = []
         self.ready = asyncio.Event()
-        self._first_quote: tuple[str, int] | None = None  # (symbol, ts) of the first heard
-        self._full_round = asyncio.Event()
+        self._feed_round = FeedRound()
 
     async def run(self, ctx: ServiceContext) -> None:
         core = RiskCore(ctx.store, self.config, **({"clock": self._clock} if self._clock else {}))
@@ -165,14 +165,10 @@ class RiskService:
         """Decide intents once the market is in view (see `RiskConfig.market_view_wait_s`);
         without quotes after the wait, the spread check fails closed as before."""
         wait_s = self.config.market_view_wait_s
-        if wait_s > 0:
-            try:
-                await asyncio.wait_for(self._full_round.wait(), wait_s)
-            except TimeoutError:
-                log.warning(
-                    "risk: no full round of quotes within %.0f s of starting; taking intents",
-                    wait_s,
-                )
+        if wait_s > 0 and not await self._feed_round.wait(wait_s):
+            log.warning(
+                "risk: no full round of quotes within %.0f s of starting; taking intents", wait_s
+            )
         await consumer.run()
 
     async def _housekeeping(self, core: RiskCore) -> None:
@@ -199,10 +195,7 @@ class RiskService:
         with contextlib.suppress(msgspec.MsgspecError):
             quote = _quote_decoder.decode(msg.data)
             self.core.apply_quote(quote)
-            if self._first_quote is None:
-                self._first_quote = (quote.symbol, quote.ts)
-            elif quote.symbol == self._first_quote[0] and quote.ts > self._first_quote[1]:
-                self._full_round.set()  # the first symbol heard again: all are in view
+            self._feed_round.observe(quote.symbol, quote.ts)
 
     async def _on_intent(self, intent: OrderIntent, msg: Msg) -> None:
         assert self.core is not None
