@@ -270,22 +270,37 @@ class ActorHost:
         request: Any,
         make_context: Callable[[UserState], Awaitable[CommandContext]],
         view: Callable[[UserState], Any],
+        settle: Callable[[UserState, UserState | None], Awaitable[None]] | None = None,
     ) -> Any:
-        """Run one control command for one user; return `view(state after)`."""
+        """Run one control command for one user; return `view(state after)`.
+
+        `make_context` and `settle` run under the user's lock, so what the shell
+        keeps outside the log (account claims) moves in step with the state:
+        `settle(before, after)` once the command is in the log, or
+        `settle(before, None)` when it was refused or failed.
+        """
         async with self.locks.hold(user):
             await self.activate([user])
-            slot = self.slots[user]
-            ctx = await make_context(slot.state)
-            events = decide_command(slot.state, verb, request, ctx)
-            self.stats.commands += 1
-            if events:
-                written = await self._commit({user: events}, key=None)
-                if not written[user]:
-                    raise ControlError(
-                        ErrorCode.CONFLICT,
-                        f"user {user} was changed concurrently; retry the {verb} request",
-                    )
-            return view(self.slots[user].state)
+            before = self.slots[user].state
+            try:
+                ctx = await make_context(before)
+                events = decide_command(before, verb, request, ctx)
+                self.stats.commands += 1
+                if events:
+                    written = await self._commit({user: events}, key=None)
+                    if not written[user]:
+                        raise ControlError(
+                            ErrorCode.CONFLICT,
+                            f"user {user} was changed concurrently; retry the {verb} request",
+                        )
+            except Exception:
+                if settle is not None:
+                    await settle(before, None)
+                raise
+            after = self.slots[user].state
+            if settle is not None:
+                await settle(before, after)
+            return view(after)
 
     # --- signals -----------------------------------------------------------------
 
