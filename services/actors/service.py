@@ -25,7 +25,7 @@ from nats.micro.request import Request
 
 from contracts import subjects
 from contracts.channels import CHANNEL_NAME, ChannelDirectory, directory_path, load_directory
-from contracts.control import ControlError, encode_reply, ok
+from contracts.control import ControlError, encode_reply, internal_error, ok
 from contracts.envelope import Codec, new_id, now_ns
 from contracts.errors import ErrorCode
 from contracts.ingest import ParsedSignal
@@ -298,9 +298,10 @@ class ActorsService:
             reply = ok(data)
         except ControlError as exc:
             reply = exc.reply()
-        except Exception as exc:  # never die on input; say what went wrong
-            log.exception("actors: control %s for %s failed", verb, user)
-            reply = ControlError(ErrorCode.INTERNAL, f"{verb} failed: {exc!r}").reply()
+        except Exception:  # never die on input; the detail goes to the log only
+            error, reference = internal_error(verb or "control request")
+            log.exception("actors: control %s for %s failed (reference %s)", verb, user, reference)
+            reply = error.reply()
         body = encode_reply(reply)
         await req.respond(body)
         await self._audit(user, verb, req.data, body)

@@ -483,3 +483,34 @@ async def test_delete_then_data_key_destroyed_and_every_claim_released(actors):
         assert conn.execute("SELECT user_id FROM user_keys").fetchall() == [("bob",)]
     assert taken["ok"], taken
     assert claims_of(harness.database_url) == {"acc-d": "bob"}
+
+
+# --- a refused write fails its own request only ------------------------------------------
+
+
+async def test_register_storm_with_one_unstorable_name_then_only_it_fails_without_db_text(actors):
+    harness, nc = actors
+    harness.start()
+    users = [f"storm{n}" for n in range(100)]
+    await wait_serving(nc, users[0])
+    names = {u: f"User {n}" for n, u in enumerate(users)}
+    names["storm50"] = "Eve\x00"  # decodes fine; Postgres jsonb cannot store it
+
+    replies = await asyncio.gather(*(ctl(nc, "register", u, display_name=names[u]) for u in users))
+
+    by_user = dict(zip(users, replies, strict=True))
+    poisoned = by_user.pop("storm50")
+    assert all(r["ok"] for r in by_user.values()), [r for r in by_user.values() if not r["ok"]]
+    error = poisoned["error"]
+    assert not poisoned["ok"]
+    # the control plane may refuse the NUL itself (invalid_value); if it gets as far as
+    # Postgres, the answer is `internal` with a reference and nothing of Postgres's text
+    if error["code"] == "internal":
+        reference = error["message"].removeprefix("register failed: internal error, reference ")
+        assert reference != error["message"] and " " not in reference, error
+        assert f"reference {reference}" in (harness.home / "actors.log").read_text()
+    else:
+        assert (error["code"], error["field"]) == ("invalid_value", "display_name"), error
+    for text in ("Unicode", "u0000", "SQLSTATE", "DataError", "jsonb", "COPY"):
+        assert text not in error["message"], error
+    assert (await ctl(nc, "status", "storm50"))["error"]["code"] == "unknown_user"
