@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from contracts.envelope import new_id
 from contracts.errors import ErrorCode
 
 
@@ -35,6 +36,17 @@ class ControlError(Exception):
         return Reply(
             ok=False, error=ErrorBody(code=self.code.value, message=self.message, field=self.field)
         )
+
+
+def internal_error(what: str, code: ErrorCode = ErrorCode.INTERNAL) -> tuple[ControlError, str]:
+    """The reply to an unexpected failure, and the reference that names it in the log.
+
+    The reply says nothing of the cause: an exception's text may be a database's
+    error message, or hold a value of the request. Log the exception with the
+    reference; the reply carries only the reference.
+    """
+    reference = new_id()
+    return ControlError(code, f"{what} failed: internal error, reference {reference}"), reference
 
 
 def ok(data: Any = None) -> Reply:

@@ -1,6 +1,12 @@
 """The Postgres event log: the single source of truth of Sigrelay."""
 
-from eventstore.errors import ConcurrencyError, CorruptEvent, EventStoreError, UnknownEventType
+from eventstore.errors import (
+    AppendRefused,
+    ConcurrencyError,
+    CorruptEvent,
+    EventStoreError,
+    UnknownEventType,
+)
 from eventstore.records import (
     ANY_VERSION,
     NO_STREAM,
@@ -16,6 +22,7 @@ from eventstore.store import EventStore, request
 __all__ = [
     "ANY_VERSION",
     "NO_STREAM",
+    "AppendRefused",
     "AppendRequest",
     "AppendResult",
     "ConcurrencyError",

@@ -39,3 +39,18 @@ class CorruptEvent(EventStoreError):
         self.version = version
         self.type = type_
         super().__init__(f"event {stream}@{version} of type {type_!r} does not decode: {detail}")
+
+
+class AppendRefused(EventStoreError):
+    """The database refused one append's content (a value it cannot store, such as
+    a NUL character in a JSON payload). Nothing of it was written; the requests
+    committed beside it in a group commit are unaffected. The database's own
+    error is the `__cause__`; the message names only its kind, so it can travel
+    further than a log line."""
+
+    def __init__(self, stream: str, cause: BaseException) -> None:
+        self.stream = stream
+        state = getattr(cause, "sqlstate", None)
+        kind = type(cause).__name__ + (f", SQLSTATE {state}" if state else "")
+        super().__init__(f"stream {stream!r}: the database refused the append ({kind})")
+        self.__cause__ = cause

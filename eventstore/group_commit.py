@@ -3,12 +3,19 @@
 One commit per event caps a writer at a few thousand events/s; gathering
 whatever arrived in the last millisecond into one `append_batch` gives tens
 of thousands (PERFORMANCE.md). The linger applies only while another commit
-is in flight: an append that finds the committer idle is committed at once. Each caller still gets its own slot: an
-`AppendResult`, or an `EventStoreError` (a version conflict) for that request
-alone. If the whole batch fails (the database went away) every caller in it
-gets the exception, so the messages behind them are redelivered. Up to
-`max_in_flight` batches commit at once, so gathering the next batch overlaps
-the database's work on the current one.
+is in flight: an append that finds the committer idle is committed at once. Each
+caller still gets its own slot: an `AppendResult`, or an `EventStoreError` for that
+request alone — a version conflict (`ConcurrencyError`), or `AppendRefused` when the
+database refuses what the request holds.
+
+A batch the database refuses for its content (one caller's value that Postgres
+cannot store fails the whole transaction) is committed again one request per
+transaction, in order, so that only the request at fault fails and every other
+caller's append is written. A batch that fails because the database is in trouble
+(connection lost, pool exhausted, serialization failure: `OperationalError`,
+`InterfaceError`) is not retried here: every caller in it gets the exception, so
+the messages behind them are redelivered. Up to `max_in_flight` batches commit at
+once, so gathering the next batch overlaps the database's work on the current one.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from eventstore.errors import EventStoreError
+import psycopg
+
+from eventstore.errors import AppendRefused, EventStoreError
 from eventstore.records import AppendRequest, AppendResult
 from eventstore.store import EventStore
 
@@ -110,22 +119,67 @@ class GroupCommitter:
             self._queue = []
 
     async def _commit(self, taken: list[tuple[AppendRequest, asyncio.Future[Slot]]]) -> None:
+        outcomes: list[Slot | Exception]
         try:
-            results = await self._store.append_batch([req for req, _ in taken])
+            try:
+                outcomes = list(await self._store.append_batch([req for req, _ in taken]))
+                self.commits += 1
+            except Exception as exc:
+                if _database_trouble(exc):
+                    log.warning("group commit of %d appends failed: %r", len(taken), exc)
+                    _fail(taken, exc)
+                    return
+                outcomes = await self._one_by_one(taken, exc)
         except asyncio.CancelledError:
             _fail(taken, RuntimeError("the group committer stopped mid-commit"))
             raise
-        except Exception as exc:
-            log.warning("group commit of %d appends failed: %r", len(taken), exc)
-            _fail(taken, exc)
-            return
         finally:
             self._slots.release()
-        self.commits += 1
-        self.appended += len(taken)
-        for (_, future), result in zip(taken, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        for (_, future), outcome in zip(taken, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, (AppendResult, EventStoreError)):
+                self.appended += 1
+                future.set_result(outcome)
+            else:
+                future.set_exception(outcome)
+
+    async def _one_by_one(
+        self, taken: list[tuple[AppendRequest, asyncio.Future[Slot]]], refused: Exception
+    ) -> list[Slot | Exception]:
+        """The batch was refused for what one (or more) of its requests holds: commit
+        each alone, in order (two requests for one stream still chain their versions),
+        so only the requests at fault fail, each with its own error."""
+        if len(taken) == 1:
+            return [self._refused(taken[0][0], refused)]
+        log.warning(
+            "group commit of %d appends refused (%r); committing them one by one",
+            len(taken),
+            refused,
+        )
+        outcomes: list[Slot | Exception] = []
+        for index, (req, _) in enumerate(taken):
+            try:
+                (result,) = await self._store.append_batch([req])
+                self.commits += 1
+            except Exception as exc:
+                if _database_trouble(exc):
+                    log.warning("appending to %s failed: %r", req.stream, exc)
+                    outcomes.extend([exc] * (len(taken) - index))
+                    break
+                result = self._refused(req, exc)
+            outcomes.append(result)
+        return outcomes
+
+    def _refused(self, req: AppendRequest, exc: Exception) -> AppendRefused:
+        log.error("the database refused the append to %s: %r", req.stream, exc)
+        return AppendRefused(req.stream, exc)
+
+
+def _database_trouble(exc: Exception) -> bool:
+    """The database, not the batch, is at fault: committing the requests one by one
+    would fail the same way, only slower."""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
 def _fail(items: list[tuple[AppendRequest, asyncio.Future[Slot]]], exc: BaseException) -> None:

@@ -41,7 +41,15 @@ from contracts.users import (
     VerdictRecorded,
     user_stream,
 )
-from eventstore import AppendResult, ConcurrencyError, EventRegistry, EventStore, OutboxMessage
+from eventstore import (
+    AppendRefused,
+    AppendResult,
+    ConcurrencyError,
+    EventRegistry,
+    EventStore,
+    EventStoreError,
+    OutboxMessage,
+)
 from eventstore.group_commit import GroupCommitter
 from eventstore.records import AppendRequest
 from eventstore.store import request as append_request
@@ -231,12 +239,16 @@ class ActorHost:
             outbox=outbox,
         )
 
-    async def _commit(self, decided: dict[str, list[Any]], key: str | None) -> dict[str, bool]:
-        """Append each user's events (one group commit); fold what was written."""
+    async def _commit(
+        self, decided: dict[str, list[Any]], key: str | None
+    ) -> dict[str, AppendResult | EventStoreError]:
+        """Append each user's events (one group commit); fold what was written.
+
+        Returns each user's slot: written when an `AppendResult` that is no duplicate."""
         users = list(decided)
         requests = [self._append_request(u, decided[u], key) for u in users]
         results = await self.committer.submit_many(requests)
-        written: dict[str, bool] = {}
+        written: dict[str, AppendResult | EventStoreError] = {}
         now = time.monotonic()
         for user, result in zip(users, results, strict=True):
             slot = self.slots[user]
@@ -250,15 +262,15 @@ class ActorHost:
                 if slot.since_snapshot >= self.snapshot_every:
                     self._snapshot_due[user] = None
                 self.membership.apply(user, decided[user])
-                written[user] = True
             else:
-                # a duplicate (already appended before a crash) or another writer:
-                # the log is the truth, so reload this actor from it next time
+                # a duplicate (already appended before a crash), another writer, or
+                # events the database refused (logged by the committer): the log is
+                # the truth, so reload this actor from it next time
                 if isinstance(result, ConcurrencyError):
                     self.stats.conflicts += 1
                     log.warning("actors: %s", result)
                 self._forget(user)
-                written[user] = False
+            written[user] = result
         return written
 
     # --- control commands --------------------------------------------------------
@@ -270,22 +282,39 @@ class ActorHost:
         request: Any,
         make_context: Callable[[UserState], Awaitable[CommandContext]],
         view: Callable[[UserState], Any],
+        settle: Callable[[UserState, UserState | None], Awaitable[None]] | None = None,
     ) -> Any:
-        """Run one control command for one user; return `view(state after)`."""
+        """Run one control command for one user; return `view(state after)`.
+
+        `make_context` and `settle` run under the user's lock, so what the shell
+        keeps outside the log (account claims) moves in step with the state:
+        `settle(before, after)` once the command is in the log, or
+        `settle(before, None)` when it was refused or failed.
+        """
         async with self.locks.hold(user):
             await self.activate([user])
-            slot = self.slots[user]
-            ctx = await make_context(slot.state)
-            events = decide_command(slot.state, verb, request, ctx)
-            self.stats.commands += 1
-            if events:
-                written = await self._commit({user: events}, key=None)
-                if not written[user]:
-                    raise ControlError(
-                        ErrorCode.CONFLICT,
-                        f"user {user} was changed concurrently; retry the {verb} request",
-                    )
-            return view(self.slots[user].state)
+            before = self.slots[user].state
+            try:
+                ctx = await make_context(before)
+                events = decide_command(before, verb, request, ctx)
+                self.stats.commands += 1
+                if events:
+                    result = (await self._commit({user: events}, key=None))[user]
+                    if isinstance(result, AppendRefused):
+                        raise result
+                    if not isinstance(result, AppendResult) or result.duplicate:
+                        raise ControlError(
+                            ErrorCode.CONFLICT,
+                            f"user {user} was changed concurrently; retry the {verb} request",
+                        )
+            except Exception:
+                if settle is not None:
+                    await settle(before, None)
+                raise
+            after = self.slots[user].state
+            if settle is not None:
+                await settle(before, after)
+            return view(after)
 
     # --- signals -----------------------------------------------------------------
 

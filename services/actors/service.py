@@ -25,7 +25,7 @@ from nats.micro.request import Request
 
 from contracts import subjects
 from contracts.channels import CHANNEL_NAME, ChannelDirectory, directory_path, load_directory
-from contracts.control import ControlError, encode_reply, ok
+from contracts.control import ControlError, encode_reply, internal_error, ok
 from contracts.envelope import Codec, new_id, now_ns
 from contracts.errors import ErrorCode
 from contracts.ingest import ParsedSignal
@@ -36,9 +36,13 @@ from eventstore.cancellation import reraise_if_cancelling
 from eventstore.group_commit import GroupCommitter
 from services.actors.control import check_verb_and_user, decode_request, parse_subject
 from services.actors.core import (
+    Claim,
     CommandContext,
     UserState,
+    claims_to_release,
+    link_target,
     positions_view,
+    release_all,
     settings_view,
     status_view,
 )
@@ -294,9 +298,10 @@ class ActorsService:
             reply = ok(data)
         except ControlError as exc:
             reply = exc.reply()
-        except Exception as exc:  # never die on input; say what went wrong
-            log.exception("actors: control %s for %s failed", verb, user)
-            reply = ControlError(ErrorCode.INTERNAL, f"{verb} failed: {exc!r}").reply()
+        except Exception:  # never die on input; the detail goes to the log only
+            error, reference = internal_error(verb or "control request")
+            log.exception("actors: control %s for %s failed (reference %s)", verb, user, reference)
+            reply = error.reply()
         body = encode_reply(reply)
         await req.respond(body)
         await self._audit(user, verb, req.data, body)
@@ -315,49 +320,46 @@ class ActorsService:
 
     async def _command(self, user: str, verb: str, request: Any) -> Any:
         assert self.host is not None and self._vault is not None and self._claims is not None
+        vault, claims = self._vault, self._claims
         request_id = new_id()
-        sealed: SealedToken | None = None
+        # what this request claimed, and what claiming found (see core.claims)
         claimed: str | None = None
-        taken = False
-        if verb == "link_account":
-            assert isinstance(request, LinkAccountRequest)
-            account_id = f"paper-{user}" if request.account_id == "paper" else request.account_id
-            if request.token and request.account_id != "paper":
-                secret = await self._vault.seal(user, f"metaapi-token:{account_id}", request.token)
-                sealed = SealedToken(
-                    key_version=secret.key_version, nonce=secret.nonce, ciphertext=secret.ciphertext
-                )
-            owner = await self._claims.claim(account_id, user)
-            taken = owner != user
-            claimed = account_id if not taken else None
+        found: Claim | None = None
 
         async def make_context(state: UserState) -> CommandContext:
+            nonlocal claimed, found
+            sealed: SealedToken | None = None
+            if verb == "link_account":
+                assert isinstance(request, LinkAccountRequest)
+                account_id, broker = link_target(user, request)
+                if broker == "metaapi" and request.token:
+                    secret = await vault.seal(user, f"metaapi-token:{account_id}", request.token)
+                    sealed = SealedToken(
+                        key_version=secret.key_version,
+                        nonce=secret.nonce,
+                        ciphertext=secret.ciphertext,
+                    )
+                found = await claims.claim(account_id, user)
+                claimed = account_id
             return CommandContext(
                 now_ns=now_ns(),
                 user_id=user,
                 request_id=request_id,
                 sealed_token=sealed,
-                account_taken=taken,
+                account_taken=found is Claim.TAKEN,
                 known_channels=self._known_channel,
             )
 
+        async def settle(before: UserState, after: UserState | None) -> None:
+            if release_all(after):
+                await vault.shred(user)
+                await claims.release(user)
+                return
+            for account_id in claims_to_release(before, after, claimed, found):
+                await claims.release(user, account_id)
+
         view = _VIEWS.get(verb, status_view)
-        try:
-            before = self.host.slots.get(user)
-            old_account = (
-                before.state.account.account_id if before and before.state.account else None
-            )
-            data = await self.host.command(user, verb, request, make_context, view)
-        except ControlError:
-            if claimed is not None:
-                await self._claims.release(user, claimed)
-            raise
-        if verb == "unlink_account" and old_account:
-            await self._claims.release(user, old_account)
-        if verb == "delete":
-            await self._vault.shred(user)
-            await self._claims.release(user)
-        return data
+        return await self.host.command(user, verb, request, make_context, view, settle)
 
     def _known_channel(self, channel: str) -> bool:
         if not CHANNEL_NAME.match(channel):

@@ -33,7 +33,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 from contracts import subjects
-from contracts.control import ControlError, encode_reply, ok
+from contracts.control import ControlError, encode_reply, internal_error, ok
 from contracts.envelope import Codec, tag_of
 from contracts.errors import ErrorCode
 from contracts.orders import ExecutionReport, OrderIntent, Quote
@@ -279,6 +279,9 @@ async def _serve(req: Request, shape: type[Any], act: Any) -> None:
     except ControlError as exc:
         reply = exc.reply()
     except Exception as exc:
-        log.warning("risk control request on %s failed: %r", req.subject, exc)
-        reply = ControlError(ErrorCode.UNAVAILABLE, f"risk could not do it: {exc}").reply()
+        error, reference = internal_error(f"risk {req.subject}", ErrorCode.UNAVAILABLE)
+        log.warning(
+            "risk control request on %s failed (reference %s): %r", req.subject, reference, exc
+        )
+        reply = error.reply()
     await req.respond(encode_reply(reply))

@@ -361,3 +361,156 @@ async def test_replay_until_a_time_then_state_as_the_status_was_then(actors):
     assert past["status"] == then
     assert present["status"] == (await ctl(nc, "status", "gina"))["data"]
     assert present["status"]["status"] == "paused" and past["status"]["status"] == "active"
+
+
+# --- account claims: one broker account, one user ----------------------------------------
+
+
+def claims_of(database_url: str) -> dict[str, str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT account_id, user_id FROM account_claims").fetchall()
+    return {account: user for account, user in rows}
+
+
+async def registered(nc, *users: str) -> None:
+    await wait_serving(nc, users[0])
+    for user in users:
+        assert (await ctl(nc, "register", user))["ok"]
+
+
+@pytest.mark.parametrize(
+    ("link", "failing"),
+    [
+        # linking the same paper account again is refused once the claim was taken
+        (
+            {"account_id": "shared-1", "broker": "paper"},
+            {"account_id": "shared-1", "broker": "paper"},
+        ),
+        # a MetaApi relink without its token
+        ({"account_id": "acc-shared", "token": TOKEN}, {"account_id": "acc-shared"}),
+    ],
+)
+async def test_failed_relink_by_the_holder_then_claim_kept_and_another_user_account_taken(
+    actors, link, failing
+):
+    harness, nc = actors
+    harness.start()
+    await registered(nc, "alice", "bob")
+    assert (await ctl(nc, "link_account", "alice", **link))["ok"]
+
+    refused = await ctl(nc, "link_account", "alice", **failing)
+    stolen = await ctl(nc, "link_account", "bob", **link)
+
+    assert not refused["ok"]
+    assert stolen["error"]["code"] == "account_taken" and stolen["error"]["field"] == "account_id"
+    assert claims_of(harness.database_url)[link["account_id"]] == "alice"
+    assert (await ctl(nc, "status", "alice"))["data"]["account"]["account_id"] == link["account_id"]
+    assert (await ctl(nc, "status", "bob"))["data"]["account"] is None
+
+
+async def test_paper_account_of_another_user_then_refused_whatever_the_broker(actors):
+    harness, nc = actors
+    harness.start()
+    await registered(nc, "alice", "bob")
+    assert (await ctl(nc, "link_account", "alice", account_id="paper"))["ok"]
+    assert not (await ctl(nc, "link_account", "alice", account_id="paper"))["ok"]
+
+    attempts = [
+        await ctl(nc, "link_account", "bob", account_id="paper-alice"),
+        await ctl(nc, "link_account", "bob", account_id="paper-alice", broker="paper"),
+        await ctl(
+            nc, "link_account", "bob", account_id="paper-alice", broker="metaapi", token=TOKEN
+        ),
+        await ctl(nc, "link_account", "bob", account_id="paper-carol", broker="paper"),
+    ]
+
+    for reply in attempts:
+        assert reply["error"]["code"] == "invalid_value", reply
+        assert reply["error"]["field"] == "account_id" and "reserved" in reply["error"]["message"]
+    assert claims_of(harness.database_url) == {"paper-alice": "alice"}
+    assert (await ctl(nc, "status", "bob"))["data"]["account"] is None
+
+
+async def test_relink_to_another_account_then_old_claim_held_until_the_new_link_succeeds(actors):
+    harness, nc = actors
+    harness.start()
+    await registered(nc, "alice", "carol")
+    assert (await ctl(nc, "link_account", "alice", account_id="acc-1", token=TOKEN))["ok"]
+
+    direct = await ctl(nc, "link_account", "alice", account_id="acc-2", token=TOKEN)
+    claims_after_refusal = claims_of(harness.database_url)
+    carol_on_old = await ctl(nc, "link_account", "carol", account_id="acc-1", token=TOKEN)
+    assert (await ctl(nc, "unlink_account", "alice"))["ok"]
+    assert (await ctl(nc, "link_account", "alice", account_id="acc-2", token=TOKEN))["ok"]
+
+    assert direct["error"]["code"] == "invalid_state"
+    assert claims_after_refusal == {"acc-1": "alice"}  # the fresh claim on acc-2 went back
+    assert carol_on_old["error"]["code"] == "account_taken"
+    assert (await ctl(nc, "link_account", "carol", account_id="acc-1", token=TOKEN))["ok"]
+    assert claims_of(harness.database_url) == {"acc-1": "carol", "acc-2": "alice"}
+
+
+async def test_unlink_by_a_restarted_host_then_the_account_is_free_for_another_user(actors):
+    harness, nc = actors
+    proc = harness.start()
+    await registered(nc, "alice", "bob")
+    assert (await ctl(nc, "link_account", "alice", account_id="acc-u", token=TOKEN))["ok"]
+    stop(proc)
+    harness.start()
+    await wait_serving(nc, "bob")  # not alice: her actor is first activated by the unlink
+
+    unlinked = await ctl(nc, "unlink_account", "alice")
+    taken = await ctl(nc, "link_account", "bob", account_id="acc-u", token=TOKEN)
+
+    assert unlinked["ok"] and unlinked["data"]["account"] is None
+    assert taken["ok"], taken
+    assert claims_of(harness.database_url) == {"acc-u": "bob"}
+
+
+async def test_delete_then_data_key_destroyed_and_every_claim_released(actors):
+    harness, nc = actors
+    harness.start()
+    await registered(nc, "alice", "bob")
+    assert (await ctl(nc, "link_account", "alice", account_id="acc-d", token=TOKEN))["ok"]
+    with psycopg.connect(harness.database_url) as conn:
+        keys_before = conn.execute("SELECT user_id FROM user_keys").fetchall()
+
+    deleted = await ctl(nc, "delete", "alice", confirm=True)
+    taken = await ctl(nc, "link_account", "bob", account_id="acc-d", token=TOKEN)
+
+    assert deleted["ok"] and keys_before == [("alice",)]
+    with psycopg.connect(harness.database_url) as conn:
+        assert conn.execute("SELECT user_id FROM user_keys").fetchall() == [("bob",)]
+    assert taken["ok"], taken
+    assert claims_of(harness.database_url) == {"acc-d": "bob"}
+
+
+# --- a refused write fails its own request only ------------------------------------------
+
+
+async def test_register_storm_with_one_unstorable_name_then_only_it_fails_without_db_text(actors):
+    harness, nc = actors
+    harness.start()
+    users = [f"storm{n}" for n in range(100)]
+    await wait_serving(nc, users[0])
+    names = {u: f"User {n}" for n, u in enumerate(users)}
+    names["storm50"] = "Eve\x00"  # decodes fine; Postgres jsonb cannot store it
+
+    replies = await asyncio.gather(*(ctl(nc, "register", u, display_name=names[u]) for u in users))
+
+    by_user = dict(zip(users, replies, strict=True))
+    poisoned = by_user.pop("storm50")
+    assert all(r["ok"] for r in by_user.values()), [r for r in by_user.values() if not r["ok"]]
+    error = poisoned["error"]
+    assert not poisoned["ok"]
+    # the control plane may refuse the NUL itself (invalid_value); if it gets as far as
+    # Postgres, the answer is `internal` with a reference and nothing of Postgres's text
+    if error["code"] == "internal":
+        reference = error["message"].removeprefix("register failed: internal error, reference ")
+        assert reference != error["message"] and " " not in reference, error
+        assert f"reference {reference}" in (harness.home / "actors.log").read_text()
+    else:
+        assert (error["code"], error["field"]) == ("invalid_value", "display_name"), error
+    for text in ("Unicode", "u0000", "SQLSTATE", "DataError", "jsonb", "COPY"):
+        assert text not in error["message"], error
+    assert (await ctl(nc, "status", "storm50"))["error"]["code"] == "unknown_user"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import psycopg
 import pytest
 
 from eventstore import (
     ANY_VERSION,
+    AppendRefused,
+    AppendResult,
     ConcurrencyError,
     EventRegistry,
     EventStore,
@@ -16,6 +19,7 @@ from eventstore import (
     UnknownEventType,
     request,
 )
+from eventstore.group_commit import GroupCommitter
 from eventstore.migrate import migrate
 from tests.support.events import Balance, Deposited, Withdrawn, deposited, evolve, withdrawn
 
@@ -177,8 +181,6 @@ async def test_migrate_twice_then_second_applies_nothing(database_url: str):
 async def test_group_commit_when_many_writers_then_one_commit_and_each_gets_its_result(
     store: EventStore,
 ):
-    from eventstore.group_commit import GroupCommitter
-
     await store.append("acct-g0", 0, [deposited(1)])
     committer = GroupCommitter(store, linger_s=0.01)
     committer.start()
@@ -192,3 +194,56 @@ async def test_group_commit_when_many_writers_then_one_commit_and_each_gets_its_
     assert isinstance(results[0], ConcurrencyError)  # acct-g0 already had an event
     assert all(r.last_version == 1 for r in results[1:])
     assert committer.commits == 1
+
+
+def unstorable(stream: str, expected_version: int = 0):
+    """An append Postgres refuses: jsonb cannot hold a NUL character."""
+    good = request(stream, expected_version, [deposited(1)])
+    return msgspec.structs.replace(good, payloads=(msgspec.json.encode({"memo": "a\x00b"}),))
+
+
+async def test_group_commit_when_one_request_unstorable_then_the_others_commit_and_it_alone_fails(
+    store: EventStore,
+):
+    await store.append("acct-b0", 0, [deposited(1)])
+    requests = [request(f"acct-b{i}", 0, [deposited(i)]) for i in range(60)]
+    requests[20] = unstorable("acct-b20")
+    # behind the refused one, in the same stream: it expected it to be written
+    requests.append(request("acct-b20", 1, [deposited(2)]))
+    committer = GroupCommitter(store)
+    committer.start()
+    try:
+        results = await committer.submit_many(requests)  # one batch: queued at once
+    finally:
+        await committer.stop()
+
+    refused, chained = results[20], results[60]
+    assert isinstance(refused, AppendRefused) and refused.stream == "acct-b20"
+    assert isinstance(refused.__cause__, psycopg.DataError)
+    assert "acct-b20" in str(refused) and "\\u0000" not in str(refused)
+    assert isinstance(chained, ConcurrencyError) and chained.actual is None
+    assert isinstance(results[0], ConcurrencyError)  # acct-b0 had an event already
+    good = [r for i, r in enumerate(results[:60]) if i not in (0, 20)]
+    assert all(isinstance(r, AppendResult) and r.last_version == 1 for r in good)
+    for i in range(1, 60):
+        expected = [] if i == 20 else [1]
+        assert [e.version for e in await store.read_stream(f"acct-b{i}")] == expected
+
+
+async def test_group_commit_when_the_database_is_gone_then_every_caller_gets_the_error(
+    database_url: str,
+):
+    await migrate(database_url)
+    gone = await EventStore.connect(database_url, min_size=1, max_size=2)
+    await gone.close()
+    committer = GroupCommitter(gone)
+    committer.start()
+    try:
+        outcomes = await asyncio.gather(
+            *(committer.submit(request(f"acct-z{i}", 0, [deposited(i)])) for i in range(10)),
+            return_exceptions=True,
+        )
+    finally:
+        await committer.stop()
+
+    assert all(isinstance(o, psycopg.OperationalError) for o in outcomes), outcomes

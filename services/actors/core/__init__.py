@@ -4,7 +4,8 @@ No I/O, no clock, no randomness: time and ids come in with the input, so the
 same state and input always give the same events.
 """
 
-from .commands import CommandContext, decide_command
+from .claims import Claim, claims_to_release, release_all
+from .commands import CommandContext, decide_command, link_target
 from .patch import ALIASES, apply_patch, check_settings
 from .planning import MarketView, Refusal, map_symbol, plan_open
 from .signals import SignalEvent, decide_signal, signal_event_id
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "LIVE_STATUSES",
     "Account",
+    "Claim",
     "CommandContext",
     "Leg",
     "MarketView",
@@ -42,6 +44,7 @@ __all__ = [
     "UserState",
     "apply_patch",
     "check_settings",
+    "claims_to_release",
     "day_of",
     "decide_command",
     "decide_signal",
@@ -50,9 +53,11 @@ __all__ = [
     "evolve",
     "fold",
     "initial_state",
+    "link_target",
     "map_symbol",
     "plan_open",
     "positions_view",
+    "release_all",
     "settings_view",
     "signal_event_id",
     "status_view",

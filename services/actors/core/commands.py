@@ -36,6 +36,7 @@ from contracts.users import (
     VERB_REQUESTS,
     AccountLinked,
     AccountUnlinked,
+    Broker,
     CloseAllRequested,
     DeleteRequest,
     EmptyRequest,
@@ -60,6 +61,7 @@ from .state import Leg, UserState
 
 MAX_NAME = 64
 MAX_REASON = 500
+PAPER_PREFIX = "paper-"  # `paper-<user>`: that user's own paper account, nobody else's
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
@@ -163,7 +165,15 @@ def _register(state: UserState, body: RegisterRequest, ctx: CommandContext) -> l
     return [UserRegistered(**_Events(ctx).envelope(), user_id=state.user_id, display_name=name)]
 
 
-def _link_account(state: UserState, body: LinkAccountRequest, ctx: CommandContext) -> list[Any]:
+def link_target(user_id: str, body: LinkAccountRequest) -> tuple[str, Broker]:
+    """The account a `link_account` request names, and its broker, or a `ControlError`.
+
+    Everything about the request that needs no state. The shell claims exactly
+    this account id before the actor decides, so the claim and the linked
+    account can never differ (a stray space, "paper" for `paper-<user>`).
+    `paper-<user>` names are reserved for their user: anyone else's would put
+    their orders into that user's paper account.
+    """
     account_id = body.account_id.strip()
     if not account_id:
         raise ControlError(ErrorCode.INVALID_VALUE, "account_id is empty", field="account_id")
@@ -173,28 +183,41 @@ def _link_account(state: UserState, body: LinkAccountRequest, ctx: CommandContex
             f"account_id {account_id[:40]!r} must be 1-128 letters, digits or . _ : @ -",
             field="account_id",
         )
-    broker = body.broker or ("paper" if account_id == "paper" else "metaapi")
-    token: SealedToken | None = None
+    own_paper = f"{PAPER_PREFIX}{user_id}"
+    broker: Broker = body.broker or ("paper" if account_id in ("paper", own_paper) else "metaapi")
+    if account_id.startswith(PAPER_PREFIX) and account_id != own_paper:
+        owner = account_id[len(PAPER_PREFIX) :]
+        raise ControlError(
+            ErrorCode.INVALID_VALUE,
+            f"account_id {account_id!r} is reserved for the paper account of user {owner};"
+            f" account_id 'paper' links yours ({own_paper})",
+            field="account_id",
+        )
     if broker == "paper":
         if body.token:
             raise ControlError(
                 ErrorCode.INVALID_VALUE, "a paper account takes no token", field="token"
             )
-        if account_id == "paper":
-            account_id = f"paper-{state.user_id}"
-    else:
-        if account_id == "paper":
-            raise ControlError(
-                ErrorCode.INVALID_VALUE,
-                "account_id 'paper' names the paper broker, not a MetaApi account",
-                field="broker",
-            )
-        if not body.token:
-            raise ControlError(
-                ErrorCode.MISSING_FIELD,
-                f"linking MetaApi account {account_id} needs its token",
-                field="token",
-            )
+        return (own_paper if account_id == "paper" else account_id), broker
+    if account_id in ("paper", own_paper):
+        raise ControlError(
+            ErrorCode.INVALID_VALUE,
+            f"account_id {account_id!r} names the paper broker, not a MetaApi account",
+            field="broker",
+        )
+    if not body.token:
+        raise ControlError(
+            ErrorCode.MISSING_FIELD,
+            f"linking MetaApi account {account_id} needs its token",
+            field="token",
+        )
+    return account_id, broker
+
+
+def _link_account(state: UserState, body: LinkAccountRequest, ctx: CommandContext) -> list[Any]:
+    account_id, broker = link_target(state.user_id, body)
+    token: SealedToken | None = None
+    if broker == "metaapi":
         if ctx.sealed_token is None:
             raise ControlError(ErrorCode.INTERNAL, "the token was not sealed before the actor")
         token = ctx.sealed_token

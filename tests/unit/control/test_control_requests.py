@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.control import ControlError
+from contracts.control import ControlError, internal_error
 from contracts.errors import ErrorCode
 from contracts.users import LinkAccountRequest, SubscribeRequest
 from services.actors.control import check_verb_and_user, decode_request, parse_subject
@@ -78,3 +78,12 @@ def test_cli_assignments_read_json_where_it_parses_else_strings():
 def test_cli_assignment_without_equals_then_usage_error():
     with pytest.raises(UsageError, match="key=value"):
         parse_assignments(["lot"])
+
+
+def test_internal_error_then_reply_names_a_reference_and_nothing_of_the_cause():
+    first, reference = internal_error("register")
+    second, other = internal_error("register", ErrorCode.UNAVAILABLE)
+
+    assert first.code is ErrorCode.INTERNAL and second.code is ErrorCode.UNAVAILABLE
+    assert first.message == f"register failed: internal error, reference {reference}"
+    assert reference != other and first.field is None
