@@ -54,6 +54,19 @@ def token(value: str) -> str:
     return "".join(out) or "_"
 
 
+# --- replies ---------------------------------------------------------------------
+INBOX = "_INBOX"  # the client libraries' default, left to admin
+
+
+def inbox_prefix(user: str) -> str:
+    """`_INBOX_<user>`: where one NATS user's replies and stream deliveries arrive.
+
+    Each user may subscribe to its own prefix only, so no service reads another's
+    replies; a client connecting as that user sets it (nats-py `inbox_prefix=`).
+    """
+    return f"{INBOX}_{token(user)}"
+
+
 def raw(channel: str) -> str:
     return f"{RAW}.{token(channel)}"
 

@@ -35,6 +35,7 @@ from contracts.subjects import (
     REPORT,
     STREAMS,
     VERDICT,
+    inbox_prefix,
 )
 
 ACCOUNT = "SIGRELAY"
@@ -49,40 +50,53 @@ MAX_PAYLOAD = 1024 * 1024
 CTL_MAPPING_SOURCE = f"{CTL_USER}.*.*"
 
 
+# A durable name that may be any name not owned by another user: the actor host's
+# durables carry the partition set it owns (`actors-signals-0-3`), and a subject
+# permission cannot match part of a token. Such a user may also make ephemeral and
+# ordered consumers; the other users' durables on the stream are denied to it.
+ANY_DURABLE = "*"
+
+
 class Role(TypedDict):
     """What one service user may do, before the JetStream plumbing is added."""
 
     publish: list[str]  # subjects it may publish (core or into a stream)
-    subscribe: list[str]  # core subjects it may subscribe to
-    consume: list[str]  # JetStream streams it may read through consumers (and ack)
+    # core subjects it may subscribe to; never a stream's subjects: a JetStream publish
+    # is a request, and whoever receives it could answer it (allow_responses) with a
+    # forged acknowledgement
+    subscribe: list[str]
+    # stream -> the durable consumers it owns there (create, read, fetch, ack; never delete)
+    consume: dict[str, tuple[str, ...]]
     serves: bool  # answers requests: ctl.sys.>, ctl.svc.<user>.>, $SRV.>, allow_responses
 
+
+# One durable per subject filter of every stream, named as services/audit names them.
+AUDIT_DURABLES: dict[str, tuple[str, ...]] = {
+    spec.name: tuple(
+        "audit_" + "_".join(t for t in subject.split(".") if t not in (">", "*"))
+        for subject in spec.subjects
+    )
+    for spec in STREAMS
+}
 
 # The permission table. `admin` is not listed: it may do everything (tests, CLI set-up).
 PERMISSIONS: dict[str, Role] = {
     "ingest": {
         "publish": [f"{RAW}.>", f"{PARSED}.>", f"{DEAD_LETTER}.ingest"],
         "subscribe": [],
-        "consume": ["SIGNALS"],
+        "consume": {"SIGNALS": ("ingest",)},
         "serves": True,
     },
     "actors": {
         "publish": [f"{INTENT}.>", f"{EVENTS}.>", f"{AUDIT}.>", f"{DEAD_LETTER}.actors"],
-        "subscribe": [
-            f"{CTL_PARTITION}.>",
-            f"{PARSED}.>",
-            f"{VERDICT}.>",
-            f"{REPORT}.>",
-            f"{EVENTS}.>",
-            f"{PRICES}.>",
-        ],
-        "consume": ["SIGNALS", "ORDERS", "EVENTS"],
+        "subscribe": [f"{CTL_PARTITION}.>", f"{PRICES}.>"],
+        "consume": {"SIGNALS": (ANY_DURABLE,), "ORDERS": (ANY_DURABLE,)},
         "serves": True,
     },
     "risk": {
         "publish": [f"{VERDICT}.>", f"{EVENTS}.risk.>", f"{DEAD_LETTER}.risk"],
-        "subscribe": [f"{INTENT}.>", f"{REPORT}.>", f"{EVENTS}.>", f"{PRICES}.>"],
-        "consume": ["ORDERS", "EVENTS"],
+        "subscribe": [f"{PRICES}.>"],
+        "consume": {"ORDERS": ("risk", "risk-reports"), "EVENTS": ("risk-users",)},
         "serves": True,
     },
     "execution": {
@@ -92,29 +106,23 @@ PERMISSIONS: dict[str, Role] = {
             f"{EVENTS}.account.>",
             f"{DEAD_LETTER}.execution",
         ],
-        "subscribe": [f"{VERDICT}.>", f"{EVENTS}.>", f"{BROKER_EVENTS}.>"],
-        "consume": ["ORDERS", "EVENTS"],
+        "subscribe": [f"{BROKER_EVENTS}.>"],
+        "consume": {"ORDERS": ("execution",)},
         "serves": True,
     },
     "paper": {
         # the simulated broker: answers broker.paper.<account>.<op>, publishes quotes
         "publish": [f"{PRICES}.>", f"{BROKER_EVENTS}.paper", f"{DEAD_LETTER}.paper"],
         "subscribe": [f"{BROKER_PAPER}.>"],
-        "consume": [],
+        "consume": {},
         "serves": True,
     },
     "audit": {
+        # reads the streams through its own durables only: no core subscription, so it
+        # never receives a control request (or a JetStream publish) it could answer
         "publish": [f"{DEAD_LETTER}.audit"],
-        "subscribe": [
-            f"{RAW}.>",
-            f"{PARSED}.>",
-            "orders.>",
-            f"{EVENTS}.>",
-            f"{AUDIT}.>",
-            f"{DEAD_LETTER}.>",
-            "ctl.>",
-        ],
-        "consume": [spec.name for spec in STREAMS],
+        "subscribe": [],
+        "consume": AUDIT_DURABLES,
         "serves": True,
     },
     "ctl": {
@@ -127,7 +135,7 @@ PERMISSIONS: dict[str, Role] = {
             "$SRV.>",
         ],
         "subscribe": [],
-        "consume": [],
+        "consume": {},
         "serves": False,
     },
 }
@@ -135,33 +143,75 @@ PERMISSIONS: dict[str, Role] = {
 USERS: tuple[str, ...] = (*PERMISSIONS, ADMIN)
 
 
-def jetstream_subjects(consume: Iterable[str], *, create_streams: bool = True) -> list[str]:
-    """JetStream API subjects a user needs to publish: ensure the streams, read `consume`.
+def jetstream_subjects(
+    user: str, consume: Mapping[str, tuple[str, ...]], *, create_streams: bool = True
+) -> tuple[list[str], list[str]]:
+    """JetStream API subjects `user` may publish, and those denied to it.
 
     Every service may look at and create the known streams (whoever starts first creates
-    them) but only admin may update, purge or delete them. Consumer, message-get, ack and
-    flow-control subjects are scoped to the streams the user reads.
+    them) but only admin may update, purge or delete them. A consumer is created, looked
+    at, fetched from and acknowledged by name, so each user gets exactly its own durables;
+    no service may delete a consumer. A user with `ANY_DURABLE` on a stream is denied
+    every durable another user owns there.
     """
     names = [spec.name for spec in STREAMS]
-    subjects = ["$JS.API.INFO", "$JS.API.STREAM.NAMES"]
-    subjects += [f"$JS.API.STREAM.INFO.{name}" for name in names]
+    allow = ["$JS.API.INFO", "$JS.API.STREAM.NAMES"]
+    allow += [f"$JS.API.STREAM.INFO.{name}" for name in names]
+    deny: list[str] = []
     if create_streams:
-        subjects += [f"$JS.API.STREAM.CREATE.{name}" for name in names]
-    for name in consume:
-        if name not in names:
-            raise ValueError(f"stream {name!r} in the permission table is not in contracts STREAMS")
-        subjects += [
-            f"$JS.API.CONSUMER.*.{name}",  # CREATE (ephemeral), NAMES, LIST
-            f"$JS.API.CONSUMER.*.{name}.>",  # CREATE/INFO/DELETE/PAUSE <stream>.<consumer>
-            f"$JS.API.CONSUMER.MSG.NEXT.{name}.>",
-            f"$JS.API.CONSUMER.DURABLE.CREATE.{name}.>",
-            f"$JS.API.STREAM.MSG.GET.{name}",
-            f"$JS.API.DIRECT.GET.{name}",
-            f"$JS.API.DIRECT.GET.{name}.>",
-            f"$JS.ACK.{name}.>",
-            f"$JS.FC.{name}.>",
+        allow += [f"$JS.API.STREAM.CREATE.{name}" for name in names]
+    for stream, durables in consume.items():
+        if stream not in names:
+            raise ValueError(
+                f"stream {stream!r} in the permission table is not in contracts STREAMS"
+            )
+        allow += [
+            f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>",
         ]
-    return subjects
+        if ANY_DURABLE in durables:
+            allow += [
+                f"$JS.API.CONSUMER.CREATE.{stream}",  # ephemeral (server-named)
+                f"$JS.API.CONSUMER.*.{stream}.>",  # CREATE/INFO/DELETE <stream>.<consumer>
+                f"$JS.API.CONSUMER.*.*.{stream}.*",  # DURABLE.CREATE, MSG.NEXT
+                f"$JS.ACK.{stream}.>",
+                f"$JS.FC.{stream}.>",
+            ]
+            for durable in _owned_by_others(user, stream):
+                deny += _consumer_subjects(stream, durable)
+            continue
+        for durable in durables:
+            allow += [
+                f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",  # with a filter subject
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+                f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+                f"$JS.ACK.{stream}.{durable}.>",
+            ]
+    return allow, deny
+
+
+def _owned_by_others(user: str, stream: str) -> list[str]:
+    return sorted(
+        durable
+        for other, role in PERMISSIONS.items()
+        if other != user
+        for durable in role["consume"].get(stream, ())
+        if durable != ANY_DURABLE
+    )
+
+
+def _consumer_subjects(stream: str, durable: str) -> list[str]:
+    """Every consumer API, ack and flow-control subject naming `durable` on `stream`."""
+    return [
+        f"$JS.API.CONSUMER.*.{stream}.{durable}",  # INFO, DELETE, CREATE, PAUSE, RESET
+        f"$JS.API.CONSUMER.*.{stream}.{durable}.>",  # CREATE with a filter subject
+        f"$JS.API.CONSUMER.*.*.{stream}.{durable}",  # DURABLE.CREATE, MSG.NEXT
+        f"$JS.ACK.{stream}.{durable}.>",
+        f"$JS.FC.{stream}.{durable}.>",
+    ]
 
 
 def user_permissions(user: str) -> dict[str, Any] | None:
@@ -173,20 +223,51 @@ def user_permissions(user: str) -> dict[str, Any] | None:
     except KeyError:
         raise ValueError(f"unknown NATS user {user!r}; known users: {', '.join(USERS)}") from None
     # control clients only look at streams; services create them if they are missing
-    publish = [
-        *role["publish"],
-        *jetstream_subjects(role["consume"], create_streams=role["serves"]),
-    ]
-    subscribe = ["_INBOX.>", *role["subscribe"]]
-    if role["serves"]:
-        subscribe += [f"{CTL_SYSTEM}.>", f"{CTL_SERVICE}.{user}.>", "$SRV.>"]
+    allow, deny = jetstream_subjects(user, role["consume"], create_streams=role["serves"])
+    publish: dict[str, Any] = {"allow": [*role["publish"], *allow]}
+    if deny:
+        publish["deny"] = deny
     permissions: dict[str, Any] = {
-        "publish": {"allow": publish},
-        "subscribe": {"allow": subscribe},
+        "publish": publish,
+        "subscribe": {"allow": _subscriptions(user, role)},
     }
     if role["serves"]:
+        # answers only what it received on the subjects above
         permissions["allow_responses"] = True
     return permissions
+
+
+def _subscriptions(user: str, role: Role) -> list[str]:
+    # replies and stream deliveries come to the user's own inbox prefix only
+    subscribe = [f"{inbox_prefix(user)}.>", *role["subscribe"]]
+    if role["serves"]:
+        subscribe += [f"{CTL_SYSTEM}.>", f"{CTL_SERVICE}.{user}.>", "$SRV.>"]
+    return subscribe
+
+
+def permissions_table() -> str:
+    """The README's table of the NATS users (README.md, `### NATS users`), from PERMISSIONS."""
+
+    def code(items: Iterable[str]) -> str:
+        return ", ".join(f"`{item}`" for item in items) or "—"
+
+    rows = [
+        "| user | publishes | subscribes to (core) | consumes (stream: its durables) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for user, role in PERMISSIONS.items():
+        subscribe = _subscriptions(user, role)
+        consume = [
+            f"{stream}: "
+            + ", ".join("any name not another's" if d == ANY_DURABLE else d for d in ds)
+            for stream, ds in role["consume"].items()
+        ]
+        answers = " (answers what it receives)" if role["serves"] else ""
+        rows.append(
+            f"| `{user}`{answers} | {code(role['publish'])} | {code(subscribe)} | {code(consume)} |"
+        )
+    rows.append(f"| `{ADMIN}` | everything | everything | everything |")
+    return "\n".join(rows) + "\n"
 
 
 def ctl_mapping(partitions: int) -> tuple[str, str]:

@@ -24,6 +24,7 @@ import nats
 from contracts.ingest import ParsedSignal
 from contracts.orders import Quote
 from contracts.signals import OpenSignal
+from contracts.subjects import inbox_prefix
 from contracts.users import AccountLinked, Subscribed, UserRegistered, user_stream
 from eventstore import EventStore, request
 from eventstore.group_commit import GroupCommitter
@@ -138,7 +139,7 @@ async def _control(infra: Any, url: str, users: list[str]) -> dict[str, Any]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    nc = await nats.connect(infra.nats_url_for("ctl"))
+    nc = await nats.connect(infra.nats_url_for("ctl"), inbox_prefix=inbox_prefix("ctl"))
     try:
         subject = f"ctl.user.status.{users[0]}"
         for _ in range(300):

@@ -32,6 +32,7 @@ from contracts.envelope import encode, new_id
 from contracts.ingest import ParsedSignal
 from contracts.orders import ExecutionReport, OrderIntent
 from contracts.signals import OpenSignal
+from contracts.subjects import inbox_prefix
 from eventstore import EventStore
 from eventstore.pg import open_pool
 from services.audit import tools
@@ -194,7 +195,9 @@ async def _through_nats(
     await asyncio.wait_for(js.publish_async_completed(), 60)
     await admin.close()
 
-    nc = await nats.connect(infra.nats_url_for("audit"), name="bench-audit")
+    nc = await nats.connect(
+        infra.nats_url_for("audit"), name="bench-audit", inbox_prefix=inbox_prefix("audit")
+    )
     store = await EventStore.connect(url, min_size=1, max_size=4, producer="audit")
     service = AuditService()
     ctx = ServiceContext(

@@ -117,6 +117,11 @@ class ExecutionService:
         self.recovered_at_start = 0
         self._waiting: dict[asyncio.Future[Any], Msg] = {}
 
+    @property
+    def consumers(self) -> list[JetStreamConsumer]:
+        """For the service host's health reply and metrics."""
+        return [self.consumer] if self.consumer else []
+
     async def run(self, ctx: ServiceContext) -> None:
         env = ctx.settings.env
         config = self._config or ExecutionConfig.from_env(env)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from contracts import subjects
 from eventstore.records import OutboxMessage
 
 log = logging.getLogger("sigrelay.bus")
@@ -20,7 +22,8 @@ MSG_ID = "Nats-Msg-Id"
 
 async def connect(url: str, name: str, *, initial_timeout_s: float = 30.0) -> NATS:
     """Connect to NATS, retrying the first connection for up to `initial_timeout_s`,
-    then reconnecting forever. The URL carries the service's credentials."""
+    then reconnecting forever. The URL carries the service's credentials, and its
+    user names the inbox prefix (`_INBOX_<user>`), the only one that user may read."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("%s: nats error: %s", name, exc)
@@ -49,6 +52,7 @@ async def connect(url: str, name: str, *, initial_timeout_s: float = 30.0) -> NA
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
                 pending_size=64 * 1024 * 1024,
+                inbox_prefix=inbox_prefix_of(url),
             )
             return nc
         except Exception as exc:
@@ -58,6 +62,12 @@ async def connect(url: str, name: str, *, initial_timeout_s: float = 30.0) -> NA
                 ) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def inbox_prefix_of(url: str) -> str:
+    """The inbox prefix of the user in `url`; the default one without a user."""
+    user = urlsplit(url.split(",", 1)[0].strip()).username
+    return subjects.inbox_prefix(unquote(user)) if user else subjects.INBOX
 
 
 def _redact_url(url: str) -> str:

@@ -7,6 +7,9 @@ and a dead-letter subject for messages that cannot be handled.
 - A handler that raises `Rejected` sends the message the same way.
 - Any other exception is treated as transient: the message is nak'ed with a
   back-off, and after `max_deliver` attempts it goes to the dead letters too.
+- A durable that vanished (deleted by an operator or a careless client) is
+  created again with the same config, resuming at the first message not yet
+  settled, and counted (`durables_recreated`, shown by `ctl health`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +28,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from contracts.envelope import Codec
@@ -35,6 +39,8 @@ from services.runtime.tracing import consume_span
 log = logging.getLogger("sigrelay.consumer")
 
 Handler = Callable[[Any, Msg], Awaitable[None]]
+
+CONSUMER_NOT_FOUND = 10014  # JetStream's error code for a consumer that does not exist
 
 
 class Rejected(Exception):
@@ -76,8 +82,14 @@ class JetStreamConsumer:
         self.dead_lettered = 0
         self.retried = 0
         self.lag = 0  # messages waiting for this consumer, as the server last said
+        self.durables_recreated = 0
+        self.durable_recreated_at: float | None = None  # unix time of the last re-creation
+        # stream sequences fetched and not yet acked or terminated: where a re-created
+        # durable resumes (a redelivery is harmless, handlers are idempotent)
+        self._unsettled: set[int] = set()
+        self._last_fetched = 0
 
-    async def run(self) -> None:
+    def _config(self) -> ConsumerConfig:
         spec = self.spec
         config = ConsumerConfig(
             durable_name=spec.durable,
@@ -91,9 +103,55 @@ class JetStreamConsumer:
         if spec.deliver_since_s is not None and not spec.deliver_new_only:
             config.deliver_policy = DeliverPolicy.BY_START_TIME
             config.opt_start_time = datetime.now(UTC) - timedelta(seconds=spec.deliver_since_s)
-        sub = await self._js.pull_subscribe(
-            spec.filter_subject, durable=spec.durable, stream=spec.stream, config=config
+        if self._last_fetched:
+            # created again: go on where this consumer was, not from the policy's start
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_time = None
+            config.opt_start_seq = min(self._unsettled, default=self._last_fetched + 1)
+        return config
+
+    async def _subscribe(
+        self, config: ConsumerConfig | None = None
+    ) -> JetStreamContext.PullSubscription:
+        spec = self.spec
+        return await self._js.pull_subscribe(
+            spec.filter_subject,
+            durable=spec.durable,
+            stream=spec.stream,
+            config=config or self._config(),
         )
+
+    async def _vanished(self) -> bool:
+        """Whether the server says our durable does not exist (any other answer: no)."""
+        try:
+            await self._js.consumer_info(self.spec.stream, self.spec.durable)
+        except NotFoundError as exc:
+            return exc.err_code == CONSUMER_NOT_FOUND
+        except Exception as exc:
+            reraise_if_cancelling(exc)
+        return False
+
+    async def _recreate(
+        self, sub: JetStreamContext.PullSubscription
+    ) -> JetStreamContext.PullSubscription:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        config = self._config()
+        fresh = await self._subscribe(config)
+        self.durables_recreated += 1
+        self.durable_recreated_at = time.time()
+        log.warning(
+            "%s: durable consumer on stream %s had vanished; created it again, resuming at"
+            " stream sequence %s",
+            self.spec.durable,
+            self.spec.stream,
+            config.opt_start_seq or "the start of its policy",
+        )
+        return fresh
+
+    async def run(self) -> None:
+        spec = self.spec
+        sub = await self._subscribe()
         # fetch again once this many handlers are free: a pull per freed slot would
         # cost a round trip per message when the handlers are the bottleneck
         refill = max(1, min(spec.batch, spec.concurrency // 4))
@@ -116,12 +174,23 @@ class JetStreamConsumer:
                     raise
                 except Exception as exc:  # server restarting, leader election: keep going
                     reraise_if_cancelling(exc)
-                    log.warning("%s: fetch failed (%s); retrying", spec.durable, exc)
+                    # a deleted durable answers every fetch with 503 (no responders)
+                    if await self._vanished():
+                        try:
+                            sub = await self._recreate(sub)
+                            continue
+                        except Exception as again:
+                            reraise_if_cancelling(again)
+                            exc = again
+                    log.warning("%s: fetch failed (%r); retrying", spec.durable, exc)
                     await asyncio.sleep(0.5)
                     continue
                 if msgs:
                     self.lag = msgs[-1].metadata.num_pending
                 for msg in msgs:
+                    seq = _stream_seq(msg)
+                    self._unsettled.add(seq)
+                    self._last_fetched = max(self._last_fetched, seq)
                     task = asyncio.create_task(self._process(msg))
                     self._tasks.add(task)
                     task.add_done_callback(self._handled)
@@ -148,6 +217,7 @@ class JetStreamConsumer:
                 decoded = self._codec.decode(msg.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 await self._dead_letter(msg, f"invalid message: {exc}")
+                self._unsettled.discard(_stream_seq(msg))
                 return
             try:
                 if self.spec.traced:
@@ -161,11 +231,13 @@ class JetStreamConsumer:
                     await self._handler(decoded, msg)
             except Rejected as exc:
                 await self._dead_letter(msg, f"rejected: {exc}")
+                self._unsettled.discard(_stream_seq(msg))
                 return
             except Exception as exc:
                 await self._retry_or_give_up(msg, exc)
                 return
             await msg.ack()
+            self._unsettled.discard(_stream_seq(msg))
             self.handled += 1
             sent_ns = getattr(decoded, "ts", 0)
             if sent_ns:
@@ -215,6 +287,24 @@ class JetStreamConsumer:
         await msg.term()
         self.dead_lettered += 1
         log.warning("%s: dead-lettered %s: %s", self.spec.durable, msg.subject, reason[:300])
+
+
+def _stream_seq(msg: Msg) -> int:
+    sequence = msg.metadata.sequence
+    return sequence.stream if sequence else 0
+
+
+def recreated_durables(consumers: Iterable[JetStreamConsumer]) -> dict[str, Any]:
+    """For a health reply: how often this process re-created a vanished durable, and when."""
+    consumers = list(consumers)
+    times = [c.durable_recreated_at for c in consumers if c.durable_recreated_at is not None]
+    last = max(times, default=None)
+    return {
+        "durables_recreated": sum(c.durables_recreated for c in consumers),
+        "durable_recreated_at": (
+            datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds") if last else None
+        ),
+    }
 
 
 def _kind(subject: str) -> str:

@@ -22,6 +22,7 @@ from eventstore import EventStore
 from eventstore.migrate import migrate
 from eventstore.outbox import OutboxRelay
 from services.runtime import bus, registry
+from services.runtime.consumer import recreated_durables
 from services.runtime.infrastructure import Infrastructure
 from services.runtime.metrics import init_metrics
 from services.runtime.service import ServiceContext
@@ -77,6 +78,9 @@ async def run_service(
                 figures[f"consumer.{consumer.spec.durable}.dead_lettered"] = float(
                     consumer.dead_lettered
                 )
+                figures[f"consumer.{consumer.spec.durable}.recreated"] = float(
+                    consumer.durables_recreated
+                )
             return figures
 
         meters = init_metrics(
@@ -89,6 +93,8 @@ async def run_service(
                 "uptime_s": round(time.time() - started, 1),
                 "relay_leader": relay.is_leader,
                 "relayed": relay.relayed,
+                # a durable someone deleted is made again; this says it happened
+                **recreated_durables(getattr(service, "consumers", None) or []),
                 **service.stats(),
             }
             await req.respond(encode_reply(ok(body)))

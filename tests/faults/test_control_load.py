@@ -9,6 +9,7 @@ import nats
 import pytest
 
 from contracts.channels import ChannelDirectory, ChannelInfo, save_directory
+from contracts.subjects import inbox_prefix
 from eventstore.migrate import migrate
 from tests.support.control import ctl, wait_serving
 from tests.support.processes import start_service, stop
@@ -25,7 +26,7 @@ async def test_thousand_concurrent_control_requests_then_every_one_answered(
     proc = start_service(
         "actors", nats_url=isolated_nats.url_for("actors"), database_url=database_url, home=home
     )
-    nc = await nats.connect(isolated_nats.url_for("ctl"))
+    nc = await nats.connect(isolated_nats.url_for("ctl"), inbox_prefix=inbox_prefix("ctl"))
     try:
         await wait_serving(nc, "load0")
 

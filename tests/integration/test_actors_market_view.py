@@ -18,6 +18,7 @@ from contracts import subjects
 from contracts.channels import ChannelDirectory, ChannelInfo, save_directory
 from contracts.envelope import encode, new_id, now_ns
 from contracts.orders import Quote
+from contracts.subjects import inbox_prefix
 from eventstore.migrate import migrate
 from services.ingest.inject import ScriptLine, inject
 from tests.support.control import ctl, wait_serving
@@ -70,7 +71,7 @@ async def test_signal_waiting_when_the_host_starts_then_decided_with_a_price(
         )
 
     procs = [start("ingest"), start("actors")]
-    ctl_nc = await nats.connect(isolated_nats.url_for("ctl"))
+    ctl_nc = await nats.connect(isolated_nats.url_for("ctl"), inbox_prefix=inbox_prefix("ctl"))
     admin = await nats.connect(isolated_nats.admin_url)
     feed: asyncio.Task[None] | None = None
     try:

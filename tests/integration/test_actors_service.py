@@ -18,6 +18,7 @@ import pytest
 
 from contracts.channels import ChannelDirectory, ChannelInfo, save_directory
 from contracts.partitions import partition_of
+from contracts.subjects import inbox_prefix
 from contracts.users import USER_EVENTS, AccountLinked, user_stream
 from eventstore import EventRegistry, EventStore
 from eventstore.migrate import migrate
@@ -81,7 +82,7 @@ async def actors(isolated_nats, database_url: str, tmp_path: Path):
         ),
     )
     harness = Actors(isolated_nats, database_url, home)
-    nc = await nats.connect(isolated_nats.url_for("ctl"))
+    nc = await nats.connect(isolated_nats.url_for("ctl"), inbox_prefix=inbox_prefix("ctl"))
     try:
         yield harness, nc
     finally:

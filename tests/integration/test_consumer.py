@@ -112,3 +112,39 @@ async def test_handler_rejects_or_keeps_failing_then_dead_lettered_after_max_del
     reasons = sorted(m.headers["Sigrelay-Error"] for m in await dead_letters(js, service, 2))
     assert reasons[0].startswith("failed 3 times") and "always broken" in reasons[0]
     assert reasons[1] == "rejected: ping 1 is not allowed"
+
+
+async def test_durable_deleted_under_running_consumer_then_created_again_and_goes_on(js):
+    tag = uuid.uuid4().hex[:12]
+    subject = f"signals.raw.vanish-{tag}"
+    durable = f"test-{tag}"
+    seen: list[int] = []
+
+    async def handle(msg: Ping, raw) -> None:
+        seen.append(msg.n)
+
+    consumer = JetStreamConsumer(
+        js,
+        ConsumerConfigSpec(
+            service=f"svc{tag}", stream="SIGNALS", durable=durable, filter_subject=subject
+        ),
+        Codec(Ping),
+        handle,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await js.publish(subject, encode(Ping(id=new_id(), ts=now_ns(), n=1)))
+        await wait_until(lambda: seen == [1])
+
+        await js.delete_consumer("SIGNALS", durable)
+        await js.publish(subject, encode(Ping(id=new_id(), ts=now_ns(), n=2)))
+        await wait_until(lambda: seen == [1, 2], within=30.0)
+        info = await js.consumer_info("SIGNALS", durable)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await js.delete_consumer("SIGNALS", durable)
+
+    # created again where it was: the handled message is not taken a second time
+    assert consumer.durables_recreated == 1 and consumer.durable_recreated_at is not None
+    assert info.config.filter_subject == subject and info.num_ack_pending == 0

@@ -23,80 +23,11 @@ from nats.js.api import StorageType
 from contracts.partitions import partition_of
 from contracts.subjects import STREAMS, ctl_user
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
-from infra.nats_config import PERMISSIONS, USERS
+from infra.nats_config import USERS
 from services.runtime.streams import ensure_streams
+from tests.support.nats_users import Watcher, as_service, mapped
 
 pytestmark = pytest.mark.integration
-
-
-class ServiceClient:
-    """A connection with one service's credentials that keeps the errors the server sent."""
-
-    def __init__(self) -> None:
-        self.errors: list[Exception] = []
-        self.nc = NATS()
-
-    async def connect(self, url: str, name: str) -> ServiceClient:
-        async def on_error(exc: Exception) -> None:
-            self.errors.append(exc)
-
-        await self.nc.connect(url, name=name, error_cb=on_error, allow_reconnect=False)
-        return self
-
-    async def permission_errors(self, *subjects: str, wait_s: float = 2.0) -> list[str]:
-        """Permission-violation errors naming one of `subjects`, once the server saw our traffic.
-
-        nats-py lower-cases the server's error text, so the subjects are compared that way.
-        """
-        await self.nc.flush()
-        quoted = [f'"{subject.lower()}"' for subject in subjects]
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while True:
-            found = [
-                str(e)
-                for e in self.errors
-                if "permissions violation" in str(e).lower()
-                and any(q in str(e).lower() for q in quoted)
-            ]
-            if found or asyncio.get_running_loop().time() > deadline:
-                return found
-            await asyncio.sleep(0.02)
-
-    async def close(self) -> None:
-        await self.nc.close()
-
-
-def mapped(subject: str, partitions: int) -> str:
-    """The subject the server's control mapping turns `subject` into (and names in errors)."""
-    tokens = subject.split(".")
-    if tokens[:2] != ["ctl", "user"] or len(tokens) != 4:
-        return subject
-    return f"ctl.p.{partition_of(tokens[3], partitions)}.{tokens[2]}.{tokens[3]}"
-
-
-async def as_service(server: EmbeddedNats, service: str) -> ServiceClient:
-    return await ServiceClient().connect(server.url_for(service), f"test-{service}")
-
-
-class Watcher:
-    """An admin subscription on everything, to see what really crossed the bus."""
-
-    def __init__(self, nc: NATS) -> None:
-        self.nc = nc
-        self.seen: list[Msg] = []
-
-    async def start(self) -> Watcher:
-        async def on_msg(msg: Msg) -> None:
-            self.seen.append(msg)
-
-        await self.nc.subscribe(">", cb=on_msg)
-        await self.nc.flush()
-        return self
-
-    async def payloads(self) -> set[bytes]:
-        await self.nc.flush()
-        await asyncio.sleep(0.05)
-        return {msg.data for msg in self.seen}
 
 
 @pytest.fixture
@@ -203,34 +134,6 @@ async def test_ingest_reading_orders_stream_then_refused(embedded_nats: Embedded
     await ingest.close()
 
     assert errors
-
-
-CONSUMED = [
-    (service, stream) for service, role in PERMISSIONS.items() for stream in role["consume"]
-]
-
-
-@pytest.mark.parametrize(("service", "stream"), CONSUMED)
-async def test_service_pull_consumer_on_its_stream_then_fetches_and_acks(
-    embedded_nats: EmbeddedNats, admin: NATS, service: str, stream: str
-):
-    spec = next(s for s in STREAMS if s.name == stream)
-    subject = spec.subjects[0].replace(">", f"t{uuid.uuid4().hex[:8]}")
-    durable = f"test-{service}-{uuid.uuid4().hex[:8]}"
-    await admin.jetstream().publish(subject, b"payload")
-    client = await as_service(embedded_nats, service)
-    js = client.nc.jetstream(timeout=5)
-
-    sub = await js.pull_subscribe(subject, durable=durable, stream=stream)
-    [msg] = await sub.fetch(1, timeout=5)
-    await msg.ack_sync(timeout=5)
-    info = await js.consumer_info(stream, durable)
-    await client.close()
-    await admin.jetstream().delete_consumer(stream, durable)
-
-    assert msg.data == b"payload"
-    assert info.num_ack_pending == 0 and info.ack_floor.stream_seq == msg.metadata.sequence.stream
-    assert client.errors == []
 
 
 async def test_actors_ordered_push_consumer_on_signals_then_receives(

@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts.channels import ChannelDirectory, ChannelInfo, save_directory
+from contracts.subjects import inbox_prefix
 from eventstore.migrate import migrate
 from services.audit import tools
 from services.demo.observer import BusObserver
@@ -51,7 +52,7 @@ async def pipeline(isolated_nats, database_url: str, tmp_path: Path):
     settings = RuntimeSettings.from_env(env)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(run_service(s, settings, stop=stop)) for s in SERVICES]
-    ctl_nc = await nats.connect(isolated_nats.url_for("ctl"))
+    ctl_nc = await nats.connect(isolated_nats.url_for("ctl"), inbox_prefix=inbox_prefix("ctl"))
     admin = await nats.connect(isolated_nats.admin_url)
     try:
         await wait_serving(ctl_nc, "u1")
