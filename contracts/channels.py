@@ -16,7 +16,21 @@ from pathlib import Path
 
 import msgspec
 
-CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+CHANNEL_NAME_MAX = 64
+# \Z, not $: `$` would also match before a trailing newline ("gold\n")
+CHANNEL_NAME = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{CHANNEL_NAME_MAX - 1}}}\Z")
+
+
+def channel_name_problem(name: str) -> str | None:
+    """Why `name` is not a channel name (the subject token of a channel), or None if it is."""
+    if CHANNEL_NAME.match(name):
+        return None
+    if len(name) > CHANNEL_NAME_MAX:
+        return f"channel name of {len(name)} characters exceeds {CHANNEL_NAME_MAX}"
+    return (
+        f"channel name {name!r} must be 1-{CHANNEL_NAME_MAX} lower-case letters, digits, "
+        "'_' or '-', starting with a letter or digit"
+    )
 
 
 class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

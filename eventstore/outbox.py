@@ -9,14 +9,24 @@ are still there. Each producer's rows are relayed by that producer's own
 processes (with its own bus credentials); among them one relay works at a
 time (a session advisory lock per producer), so order is kept, and the
 others wait as standbys.
+
+A row the bus refuses for what it is (a subject or a size the server will
+never take) must not hold back the rows behind it, nor be retried for ever:
+the publisher reports it as refused, the relay sends a dead letter for it,
+and once that is acknowledged marks the row dead (`dead_at`, `dead_reason`)
+in the same transaction that deletes the rows published with it. A dead row
+stays in the table, body and all, for inspection; the relay never picks it
+up again. A publish error that is not about one message (the bus down, a
+timeout) keeps every row, to be tried again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
 import psycopg
@@ -29,8 +39,36 @@ log = logging.getLogger("sigrelay.eventstore.outbox")
 
 _RELAY_LOCK_CLASS = 0x5E0E0002
 
-Publisher = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
-"""Publishes a batch and returns once every message is acknowledged; raises otherwise."""
+
+@dataclass(frozen=True)
+class Refusal:
+    """The bus refused `messages[index]` itself; sending it again would fail the same way."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeadRow:
+    """An outbox row that cannot be published, for the dead letters."""
+
+    producer: str
+    row_id: int
+    message: OutboxMessage
+    reason: str
+
+
+class Publisher(Protocol):
+    async def __call__(self, messages: Sequence[OutboxMessage]) -> Sequence[Refusal]:
+        """Publish a batch; return once every message not refused is acknowledged.
+
+        Raises (and the relay keeps every row) on any error not about one message."""
+        ...
+
+    async def dead_letter(self, row: DeadRow) -> None:
+        """Record `row` in the dead letters; return once that is durable."""
+        ...
+
 
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
 
@@ -53,6 +91,7 @@ class OutboxRelay:
         self._idle_poll_s = idle_poll_s
         self._retry_s = retry_s
         self.relayed = 0
+        self.dead_lettered = 0
         self.is_leader = False
 
     async def run(self) -> None:
@@ -108,10 +147,12 @@ class OutboxRelay:
                     return
 
     async def drain_once(self) -> int:
-        """Publish and delete up to one batch of outbox rows; return how many moved."""
+        """Publish and delete up to one batch of outbox rows; return how many moved
+        (published, or dead-lettered and marked dead)."""
         async with self._store.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT id, subject, msg_id, payload, headers FROM outbox WHERE producer = %s"
+                "SELECT id, subject, msg_id, payload, headers FROM outbox"
+                " WHERE producer = %s AND dead_at IS NULL"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self._store.producer, self._batch),
             )
@@ -127,10 +168,38 @@ class OutboxRelay:
                 )
                 for row in rows
             ]
-            await self._publish(messages)
+            refusals = await self._publish(messages)
+            dead: list[tuple[str, int]] = []
+            for refusal in refusals:
+                row_id = rows[refusal.index][0]
+                await self._publish.dead_letter(
+                    DeadRow(
+                        producer=self._store.producer,
+                        row_id=row_id,
+                        message=messages[refusal.index],
+                        reason=refusal.reason,
+                    )
+                )
+                log.error(
+                    "outbox row %d (%s) refused by the bus and dead-lettered: %s",
+                    row_id,
+                    messages[refusal.index].msg_id,
+                    refusal.reason,
+                )
+                dead.append((refusal.reason, row_id))
             await self._after_publish(messages)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([row[0] for row in rows],))
-        self.relayed += len(rows)
+            if dead:
+                async with conn.cursor() as marking:
+                    await marking.executemany(
+                        "UPDATE outbox SET dead_at = now(), dead_reason = %s WHERE id = %s", dead
+                    )
+            dead_ids = {row_id for _, row_id in dead}
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY(%s)",
+                ([row[0] for row in rows if row[0] not in dead_ids],),
+            )
+        self.relayed += len(rows) - len(dead)
+        self.dead_lettered += len(dead)
         return len(rows)
 
     async def _after_publish(self, messages: Sequence[OutboxMessage]) -> None:

@@ -21,6 +21,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from contracts import subjects
+from contracts.channels import channel_name_problem
 from contracts.envelope import encode, now_ns
 from contracts.ingest import ParsedSignal, RawMessage
 from services.runtime.bus import jetstream, publish
@@ -49,8 +50,17 @@ def parse_script(lines: Iterable[str], *, source: str) -> list[ScriptLine]:
     return out
 
 
-def build_raw(line: ScriptLine, default_channel: str, clock_ns: int) -> RawMessage:
+def channel_of(line: ScriptLine, default_channel: str) -> str:
+    """The line's channel as a subject token; ValueError if it is not a channel name."""
     channel = subjects.token((line.channel or default_channel).lower())
+    problem = channel_name_problem(channel)
+    if problem is not None:
+        raise ValueError(f"signals inject: {problem}")
+    return channel
+
+
+def build_raw(line: ScriptLine, default_channel: str, clock_ns: int) -> RawMessage:
+    channel = channel_of(line, default_channel)
     if line.edit_of is not None:
         message_id, edit_ns, date_ns = line.edit_of, clock_ns, clock_ns
     else:
@@ -75,7 +85,11 @@ def build_raw(line: ScriptLine, default_channel: str, clock_ns: int) -> RawMessa
 async def inject(
     nc: NATS, lines: list[ScriptLine], *, default_channel: str, wait_s: float = 5.0
 ) -> list[dict[str, Any]]:
-    """Publish each line; return, per line, the raw message and ingest's parse of it."""
+    """Publish each line; return, per line, the raw message and ingest's parse of it.
+
+    Raises ValueError, before publishing anything, if a line's channel is not a channel name."""
+    for line in lines:
+        channel_of(line, default_channel)
     js = jetstream(nc)
     waiting: dict[str, asyncio.Future[ParsedSignal]] = {}
     decoder = msgspec.json.Decoder(ParsedSignal)

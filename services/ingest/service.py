@@ -17,14 +17,14 @@ from typing import Any, ClassVar
 from nats.aio.msg import Msg
 
 from contracts import subjects
-from contracts.channels import ChannelDirectory, load_directory
+from contracts.channels import ChannelDirectory, channel_name_problem, load_directory
 from contracts.envelope import Codec, encode
 from contracts.ingest import INGEST_EVENTS, MessageDeleted, ParsedSignal, RawMessage
 from eventstore import ConcurrencyError, EventRegistry, EventStore, OutboxMessage
 from services.ingest.config import IngestConfig, load_config
 from services.ingest.linking import ChannelState, LinkConfig, decide, evolve
 from services.ingest.parser import parse
-from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
+from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer, Rejected
 from services.runtime.service import ServiceContext
 from services.runtime.tracing import trace_headers, trace_metadata
 
@@ -181,6 +181,11 @@ class IngestService:
 
     async def _on_raw(self, raw: RawMessage, msg: Msg) -> None:
         assert self.core is not None
+        # a source should have refused it; if one did not, it goes to the dead
+        # letters here rather than into a stream name and an outbox subject
+        problem = channel_name_problem(raw.channel)
+        if problem is not None:
+            raise Rejected(problem)
         await self.core.handle(raw)
 
     def stats(self) -> dict[str, Any]:

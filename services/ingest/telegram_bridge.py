@@ -10,6 +10,7 @@ import logging
 import msgspec
 
 from contracts import subjects
+from contracts.channels import channel_name_problem
 from contracts.envelope import encode, now_ns
 from contracts.ingest import RawMessage
 from eventstore import EventStore
@@ -38,7 +39,15 @@ class EventStoreCursors:
 
 
 def to_raw(message: ChannelMessage) -> RawMessage:
-    """The bus form of a source's channel message (ids derived, so a repeat dedupes)."""
+    """The bus form of a source's channel message (ids derived, so a repeat dedupes).
+
+    Raises ValueError when the message's channel is not a channel name."""
+    problem = channel_name_problem(message.channel)
+    if problem is not None:
+        raise ValueError(
+            f"telegram channel {message.channel_id}: {problem}; message "
+            f"{message.message_id} is not published"
+        )
     edit_ns = message.edit_date_ns or 0
     raw = RawMessage(
         id="",
@@ -76,7 +85,12 @@ async def run_telegram(ctx: ServiceContext, settings: TelegramSettings) -> None:
     source = TelegramSource(config, EventStoreCursors(ctx.store))
 
     async def sink(message: ChannelMessage) -> None:
-        raw = to_raw(message)
+        try:
+            raw = to_raw(message)
+        except ValueError as exc:
+            # refused for good: raising would only have the source retry it every backfill
+            log.error("%s", exc)
+            return
         await publish(ctx.js, subjects.raw(raw.channel), encode(raw), msg_id=raw.dedup_id)
 
     log.info("telegram source: %d channel(s)", len(settings.channels))

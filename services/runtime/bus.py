@@ -9,15 +9,24 @@ from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 import nats
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from contracts import subjects
+from eventstore.outbox import DeadRow, Refusal
 from eventstore.records import OutboxMessage
+from services.runtime.dead_letters import (
+    MSG_ID,
+    max_payload,
+    publish_dead_letter,
+    publish_refusal,
+    shown,
+)
 
 log = logging.getLogger("sigrelay.bus")
-
-MSG_ID = "Nats-Msg-Id"
 
 
 async def connect(url: str, name: str, *, initial_timeout_s: float = 30.0) -> NATS:
@@ -85,7 +94,9 @@ class JetStreamPublisher:
     """Publishes batches to JetStream with a bounded window of unacknowledged messages.
 
     Every message carries a Nats-Msg-Id, so a republish after a crash is dropped
-    by the server as a duplicate. Used by the outbox relay.
+    by the server as a duplicate. Used by the outbox relay: a message the server
+    would refuse for what it is is not sent (the server would close the
+    connection) but reported as refused, and `dead_letter` records it.
     """
 
     def __init__(self, js: JetStreamContext, *, window: int = 512, ack_timeout_s: float = 10.0):
@@ -94,17 +105,86 @@ class JetStreamPublisher:
         self._ack_timeout_s = ack_timeout_s
         self.duplicates = 0
 
-    async def __call__(self, messages: Sequence[OutboxMessage]) -> None:
+    async def __call__(self, messages: Sequence[OutboxMessage]) -> list[Refusal]:
+        refused: list[Refusal] = []
+        limit = max_payload(self._js)
         for start in range(0, len(messages), self._window):
-            chunk = messages[start : start + self._window]
-            futures = [
-                await self._js.publish_async(
-                    m.subject, m.payload, headers={**m.headers, MSG_ID: m.msg_id}
+            sent: list[tuple[int, asyncio.Future[PubAck]]] = []
+            for index in range(start, min(start + self._window, len(messages))):
+                m = messages[index]
+                headers = {**m.headers, MSG_ID: m.msg_id}
+                reason = publish_refusal(m.subject, m.payload, headers, limit)
+                if reason is None:
+                    try:
+                        sent.append(
+                            (
+                                index,
+                                await self._js.publish_async(m.subject, m.payload, headers=headers),
+                            )
+                        )
+                        continue
+                    except _REFUSED_BY_CLIENT as exc:
+                        reason = f"refused by the client: {type(exc).__name__} {exc}"
+                refused.append(Refusal(index, reason))
+            acks: list[PubAck | BaseException]
+            try:
+                acks = await asyncio.wait_for(
+                    asyncio.gather(*(future for _, future in sent), return_exceptions=True),
+                    self._ack_timeout_s,
                 )
-                for m in chunk
-            ]
-            acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
-            self.duplicates += sum(1 for ack in acks if ack.duplicate)
+            except TimeoutError:
+                acks = [await self._settle(messages[index], future) for index, future in sent]
+            for (index, _), ack in zip(sent, acks, strict=True):
+                if isinstance(ack, nats.js.errors.BadRequestError):
+                    # JetStream refused this message (e.g. over the stream's size limit)
+                    refused.append(Refusal(index, f"refused by JetStream: {ack.description}"))
+                elif isinstance(ack, BaseException):
+                    raise ack
+                else:
+                    self.duplicates += 1 if ack.duplicate else 0
+        return sorted(refused, key=lambda r: r.index)
+
+    async def _settle(
+        self, m: OutboxMessage, future: asyncio.Future[PubAck]
+    ) -> PubAck | BaseException:
+        # nats-py leaves a publish_async future unresolved when JetStream answers
+        # with an error (it raises in its reply handler instead), so a refused
+        # message looks like a timeout: ask again for each unanswered one, where
+        # the answer comes back as an exception. The msg id makes a repeat harmless.
+        if future.done() and not future.cancelled():
+            return future.exception() or future.result()
+        try:
+            return await self._js.publish(
+                m.subject,
+                m.payload,
+                timeout=self._ack_timeout_s,
+                headers={**m.headers, MSG_ID: m.msg_id},
+            )
+        except nats.js.errors.BadRequestError as exc:
+            return exc
+
+    async def dead_letter(self, row: DeadRow) -> None:
+        await publish_dead_letter(
+            self._js,
+            row.producer,
+            row.message.payload,
+            reason=row.reason,
+            subject=row.message.subject,
+            msg_id=f"dlq:outbox:{row.producer}:{row.row_id}",
+            where={
+                "Sigrelay-Source": "outbox",
+                "Sigrelay-Outbox-Id": str(row.row_id),
+                "Sigrelay-Msg-Id": shown(row.message.msg_id),
+            },
+        )
+
+
+# what nats-py raises before sending anything, for the message itself
+_REFUSED_BY_CLIENT = (
+    nats.errors.BadSubjectError,
+    nats.errors.MaxPayloadError,
+    nats.errors.BadHeaderError,
+)
 
 
 async def publish(

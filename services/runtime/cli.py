@@ -88,7 +88,7 @@ def _cmd_signals_parse(args: argparse.Namespace, settings: RuntimeSettings) -> i
 
 
 def _cmd_signals_inject(args: argparse.Namespace, settings: RuntimeSettings) -> int:
-    from services.ingest.inject import ScriptLine, inject, parse_script, read_lines
+    from services.ingest.inject import ScriptLine, channel_of, inject, parse_script, read_lines
 
     if args.file:
         try:
@@ -100,6 +100,12 @@ def _cmd_signals_inject(args: argparse.Namespace, settings: RuntimeSettings) -> 
         lines = [
             ScriptLine(text=args.text, id=args.id, reply_to=args.reply_to, edit_of=args.edit_of)
         ]
+    try:
+        for line in lines:
+            channel_of(line, args.channel)
+    except ValueError as exc:  # refused before anything is published
+        print(f"sigrelay: {exc}", file=sys.stderr)
+        return 2
 
     async def go() -> list[dict[str, Any]]:
         async with operator_connection(settings) as nc:

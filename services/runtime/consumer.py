@@ -10,6 +10,9 @@ and a dead-letter subject for messages that cannot be handled.
 - A durable that vanished (deleted by an operator or a careless client) is
   created again with the same config, resuming at the first message not yet
   settled, and counted (`durables_recreated`, shown by `ctl health`).
+- A dead letter never exceeds the server's max_payload: when the body will not
+  fit beside the headers, it carries a reference (stream, sequence, subject,
+  size, reason) and the original stays in its stream.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from contracts import subjects
 from contracts.envelope import Codec
 from eventstore.cancellation import reraise_if_cancelling
+from services.runtime.dead_letters import publish_dead_letter, shown
 from services.runtime.metrics import hop_latency_ms
 from services.runtime.tracing import consume_span
 
@@ -275,18 +278,32 @@ class JetStreamConsumer:
         await msg.nak(delay=min(0.2 * 2**delivered, 10.0))
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        # The dead letter is acked by JetStream before the original is termed: the
+        # original then stays in its stream, which a too-large body's reference names.
         meta = msg.metadata
-        headers = {
-            "Sigrelay-Error": reason[:2000],
-            "Sigrelay-Subject": msg.subject,
-            "Sigrelay-Consumer": self.spec.durable,
-            "Sigrelay-Stream-Seq": str(meta.sequence.stream if meta.sequence else ""),
-            "Nats-Msg-Id": f"dlq:{self.spec.durable}:{meta.stream}:{meta.sequence.stream if meta.sequence else ''}",
-        }
-        await self._js.publish(subjects.dead_letter(self.spec.service), msg.data, headers=headers)
+        seq = str(meta.sequence.stream if meta.sequence else "")
+        with_body = await publish_dead_letter(
+            self._js,
+            self.spec.service,
+            msg.data,
+            reason=reason,
+            subject=msg.subject,
+            msg_id=f"dlq:{self.spec.durable}:{meta.stream}:{seq}",
+            where={
+                "Sigrelay-Consumer": self.spec.durable,
+                "Sigrelay-Stream": meta.stream,
+                "Sigrelay-Stream-Seq": seq,
+            },
+        )
         await msg.term()
         self.dead_lettered += 1
-        log.warning("%s: dead-lettered %s: %s", self.spec.durable, msg.subject, reason[:300])
+        log.warning(
+            "%s: dead-lettered %s%s: %s",
+            self.spec.durable,
+            shown(msg.subject),
+            "" if with_body else f" (a reference to {meta.stream} #{seq})",
+            reason[:300],
+        )
 
 
 def _stream_seq(msg: Msg) -> int:

@@ -72,6 +72,7 @@ async def run_service(
                 "eventstore.pool_available": float(pool.get("pool_available", 0)),
                 "eventstore.requests_waiting": float(pool.get("requests_waiting", 0)),
                 "outbox.relayed": float(relay.relayed),
+                "outbox.dead_lettered": float(relay.dead_lettered),
             }
             for consumer in getattr(service, "consumers", None) or []:
                 figures[f"consumer.{consumer.spec.durable}.lag"] = float(consumer.lag)
@@ -93,6 +94,7 @@ async def run_service(
                 "uptime_s": round(time.time() - started, 1),
                 "relay_leader": relay.is_leader,
                 "relayed": relay.relayed,
+                "outbox_dead_lettered": relay.dead_lettered,
                 # a durable someone deleted is made again; this says it happened
                 **recreated_durables(getattr(service, "consumers", None) or []),
                 **service.stats(),

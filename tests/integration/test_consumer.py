@@ -148,3 +148,43 @@ async def test_durable_deleted_under_running_consumer_then_created_again_and_goe
     # created again where it was: the handled message is not taken a second time
     assert consumer.durables_recreated == 1 and consumer.durable_recreated_at is not None
     assert info.config.filter_subject == subject and info.num_ack_pending == 0
+
+
+async def test_dead_letter_when_message_near_max_payload_then_reference_and_original_kept(nc, js):
+    tag = uuid.uuid4().hex[:12]
+    subject = f"signals.raw.bigtest-{tag}"
+    service = f"svc{tag}"
+    seen: list[int] = []
+
+    async def handle(msg: Ping, raw) -> None:
+        seen.append(msg.n)
+
+    consumer = JetStreamConsumer(
+        js,
+        ConsumerConfigSpec(
+            service=service, stream="SIGNALS", durable=f"test-{tag}", filter_subject=subject
+        ),
+        Codec(Ping),
+        handle,
+    )
+    big = b"x" * (nc.max_payload - 64)  # fits alone, not with the dead letter's headers
+    task = asyncio.create_task(consumer.run())
+    try:
+        ack = await js.publish(subject, big)
+        await js.publish(subject, encode(Ping(id=new_id(), ts=now_ns(), n=7)))
+
+        await wait_until(lambda: seen == [7] and consumer.dead_lettered == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert nc.is_connected
+    (letter,) = await dead_letters(js, service, 1)
+    assert letter.data == b""
+    assert "invalid message" in letter.headers["Sigrelay-Error"]
+    assert letter.headers["Sigrelay-Stream"] == "SIGNALS"
+    assert letter.headers["Sigrelay-Stream-Seq"] == str(ack.seq)
+    assert letter.headers["Sigrelay-Size"] == str(len(big))
+    assert letter.headers["Sigrelay-Subject"] == subject
+    original = await js.get_msg("SIGNALS", ack.seq)
+    assert original.data == big

@@ -91,6 +91,45 @@ async def test_edit_and_reply_over_the_bus_then_linked_to_the_signal(ingest):
     assert reply["result"]["kind"] == "modify"
 
 
+async def test_raw_message_with_4200_character_channel_then_dead_lettered_and_next_flows(
+    ingest, database_url: str
+):
+    proc, nc = ingest
+    js = nc.jetstream()
+    poison = raw(701, "XAUUSD BUY NOW 4357 SL 4340 TP 4380", channel="x" * 4200)
+    # a source that skipped the check: its own subject is short, the channel field is not
+    await js.publish(
+        subjects.raw("careless"), encode(poison), headers={"Nats-Msg-Id": "poison-701"}
+    )
+    letters = await js.subscribe("dlq.ingest", ordered_consumer=True)
+    try:
+        letter = await letters.next_msg(timeout=30)
+    finally:
+        await letters.unsubscribe()
+
+    (entry,) = await inject(
+        nc,
+        [ScriptLine(text="XAUUSD SELL NOW 4360\nSL 4380\nTP 4340", id=702)],
+        default_channel="gold",
+    )
+
+    assert (
+        letter.headers["Sigrelay-Error"] == "rejected: channel name of 4200 characters exceeds 64"
+    )
+    assert letter.data == encode(poison)
+    assert entry["parsed"] is not None and entry["parsed"]["signal_id"] == "gold:702", entry
+    assert proc.poll() is None  # the same process: no restart
+    store = await EventStore.connect(database_url, min_size=1, max_size=2)
+    try:
+        assert await store.read_stream(f"channel-{'x' * 4200}") == []
+        async with store.pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM outbox WHERE length(subject) > 100")
+            row = await cur.fetchone()
+        assert row is not None and row[0] == 0
+    finally:
+        await store.close()
+
+
 async def test_ingest_killed_mid_burst_then_restart_loses_and_duplicates_nothing(
     isolated_nats, database_url: str, tmp_path: Path
 ):

@@ -85,7 +85,11 @@ def stage_counts(database_url: str) -> dict[str, Counter[str]]:
 
 def outbox_backlog(database_url: str) -> dict[str, int]:
     with psycopg.connect(database_url, connect_timeout=10) as conn:
-        rows = conn.execute("SELECT producer, count(*) FROM outbox GROUP BY 1").fetchall()
+        # rows dead-lettered by the relay stay for inspection and are no backlog
+        rows = conn.execute(
+            "SELECT producer || CASE WHEN dead_at IS NULL THEN '' ELSE ' (dead)' END, count(*)"
+            " FROM outbox GROUP BY 1"
+        ).fetchall()
     return {str(r[0]): int(r[1]) for r in rows}
 
 
