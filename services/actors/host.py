@@ -54,6 +54,7 @@ from services.actors.core import (
     encode_state,
     evolve,
     initial_state,
+    internal_refusal,
 )
 from services.actors.locks import KeyedLocks
 from services.actors.membership import Membership
@@ -305,7 +306,7 @@ class ActorHost:
                 await self.activate(chunk)
                 decided = {}
                 for user in chunk:
-                    events = decide_signal(self.slots[user].state, signal, self.quotes, now_ns)
+                    events = self._decide_signal(user, signal, now_ns)
                     if events:
                         decided[user] = events
                 if decided:
@@ -318,6 +319,16 @@ class ActorHost:
         self.stats.signals += 1
         self.stats.last_fanout_ms = round((time.perf_counter() - started) * 1000, 2)
         return sum(counts)
+
+    def _decide_signal(self, user: str, signal: ParsedSignal, now_ns: int) -> list[Any]:
+        """One user's decision; a failure refuses this user alone, so one bad state
+        (say, settings from before their bounds) never holds up the whole fan-out."""
+        state = self.slots[user].state
+        try:
+            return list(decide_signal(state, signal, self.quotes, now_ns))
+        except Exception as exc:
+            log.exception("actors: deciding signal %s for user %s failed", signal.id, user)
+            return [internal_refusal(state, signal, now_ns, exc)]
 
     def _count(self, decided: dict[str, list[Any]]) -> None:
         for events in decided.values():

@@ -7,7 +7,7 @@ same state and input always give the same events.
 from .commands import CommandContext, decide_command
 from .patch import ALIASES, apply_patch, check_settings
 from .planning import MarketView, Refusal, map_symbol, plan_open
-from .signals import SignalEvent, decide_signal, signal_event_id
+from .signals import SignalEvent, decide_signal, internal_refusal, signal_event_id
 from .state import (
     DEFAULT_SETTINGS,
     LIVE_STATUSES,
@@ -50,6 +50,7 @@ __all__ = [
     "evolve",
     "fold",
     "initial_state",
+    "internal_refusal",
     "map_symbol",
     "plan_open",
     "positions_view",
