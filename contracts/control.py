@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
+from contracts.envelope import decode_json
 from contracts.errors import ErrorCode
+
+MAX_REQUEST_BYTES = 64 * 1024  # a control request is a handful of fields
+# characters no store can keep: NUL (Postgres text and jsonb refuse it) and lone
+# surrogates (not encodable as UTF-8)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,3 +53,70 @@ _encoder = msgspec.json.Encoder()
 
 def encode_reply(reply: Reply) -> bytes:
     return _encoder.encode(reply)
+
+
+_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The one decoder of control request bodies: a JSON object (empty body: `{}`) of
+    at most `MAX_REQUEST_BYTES`, every text in it storable; else a ControlError
+    (`request_too_large`, `malformed_json`, or `invalid_value` naming the field)."""
+    if len(body) > MAX_REQUEST_BYTES:
+        raise ControlError(
+            ErrorCode.REQUEST_TOO_LARGE,
+            f"request body of {len(body)} bytes is over the limit of {MAX_REQUEST_BYTES} bytes",
+        )
+    if not body.strip():
+        return {}
+    try:
+        value = decode_json(_decoder, body)
+    except msgspec.DecodeError as exc:
+        raise ControlError(
+            ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(value, dict):
+        raise ControlError(
+            ErrorCode.MALFORMED_JSON,
+            f"request body must be a JSON object, got {type(value).__name__}",
+        )
+    check_text(value)
+    return value
+
+
+def check_text(value: Any, field: str = "") -> None:
+    """Refuse a NUL or a lone surrogate in any key or string of `value` (a decoded
+    JSON value), naming the dotted field; iterative, so depth costs no stack."""
+    pending: list[tuple[str, Any]] = [(field, value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            _check_string(path, item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    _check_string(path or "request", key, what="a key")
+                pending.append((name, child))
+        elif isinstance(item, list | tuple):
+            pending.extend((path, child) for child in item)
+
+
+def _check_string(field: str, text: str, what: str = "") -> None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return
+    char = f"U+{ord(found.group()):04X}"
+    shown = _printable(field or "request")
+    where = f"{what} of {shown}" if what else shown
+    raise ControlError(
+        ErrorCode.INVALID_VALUE,
+        f"{where} holds the character {char} at position {found.start()}, which cannot be"
+        " stored (NUL and lone surrogates are refused)",
+        field=shown,
+    )
+
+
+def _printable(field: str) -> str:
+    # the field name itself may hold the character; never echo it back raw
+    return _UNSTORABLE.sub("?", field)

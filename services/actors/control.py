@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from contracts.control import ControlError
+from contracts.control import ControlError, decode_body
 from contracts.errors import ErrorCode
 from contracts.users import SYSTEM_VERBS, USER_VERBS, VERB_REQUESTS
 
@@ -44,26 +44,9 @@ def check_verb_and_user(verb: str, user_id: str) -> None:
         )
 
 
-def decode_json_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        value = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ControlError(
-            ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(value, dict):
-        raise ControlError(
-            ErrorCode.MALFORMED_JSON,
-            f"request body must be a JSON object, got {type(value).__name__}",
-        )
-    return value
-
-
 def decode_request(verb: str, body: bytes) -> Any:
     """The typed request of a verb, or (for `settings`) the patch as a dict."""
-    data = decode_json_object(body)
+    data = decode_body(body)
     if verb == "settings":
         return data
     try:
