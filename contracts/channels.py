@@ -16,7 +16,17 @@ from pathlib import Path
 
 import msgspec
 
+# A channel name is one subject token (`signals.parsed.<channel>`): checked, never rewritten.
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def check_channel_name(channel: str) -> str:
+    """`channel` if it is a valid channel name, else ValueError saying the grammar."""
+    if not CHANNEL_NAME.match(channel):
+        raise ValueError(
+            f"channel {channel[:70]!r} must be 1-64 lower-case letters, digits, '_' or '-'"
+        )
+    return channel
 
 
 class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

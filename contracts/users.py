@@ -8,6 +8,7 @@ ciphertext (`SealedToken`), never in plaintext.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -17,6 +18,17 @@ from contracts.orders import ExecutionReport, OrderIntent, RiskVerdict
 from contracts.settings import ChannelOverrides, UserSettings
 
 Broker = Literal["paper", "metaapi"]
+
+# The grammar of a user id, everywhere: it is a stream name (`user-<id>`) and one
+# subject token (`ctl.user.<verb>.<id>`), so an id is checked, never rewritten.
+USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_user_id(user_id: str) -> str:
+    """`user_id` if it is a valid id, else ValueError saying the grammar."""
+    if not USER_ID.match(user_id):
+        raise ValueError(f"user id {user_id[:70]!r} must be 1-64 letters, digits, '_' or '-'")
+    return user_id
 
 
 class SealedToken(msgspec.Struct, frozen=True, kw_only=True):

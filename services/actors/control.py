@@ -11,9 +11,7 @@ import msgspec
 
 from contracts.control import ControlError, decode_body
 from contracts.errors import ErrorCode
-from contracts.users import SYSTEM_VERBS, USER_VERBS, VERB_REQUESTS
-
-USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+from contracts.users import SYSTEM_VERBS, USER_VERBS, VERB_REQUESTS, check_user_id
 
 _UNKNOWN = re.compile(r"unknown field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
 _MISSING = re.compile(r"missing required field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
@@ -36,12 +34,10 @@ def check_verb_and_user(verb: str, user_id: str) -> None:
             f" and system verbs {', '.join(SYSTEM_VERBS)}",
             field="verb",
         )
-    if not USER_ID.match(user_id):
-        raise ControlError(
-            ErrorCode.INVALID_VALUE,
-            f"user id {user_id!r} must be 1-64 letters, digits, '_' or '-'",
-            field="user",
-        )
+    try:
+        check_user_id(user_id)
+    except ValueError as exc:
+        raise ControlError(ErrorCode.INVALID_VALUE, str(exc), field="user") from None
 
 
 def decode_request(verb: str, body: bytes) -> Any:

@@ -21,6 +21,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from contracts import subjects
+from contracts.channels import check_channel_name
 from contracts.envelope import encode, now_ns
 from contracts.ingest import ParsedSignal, RawMessage
 from services.runtime.bus import jetstream, publish
@@ -43,14 +44,18 @@ def parse_script(lines: Iterable[str], *, source: str) -> list[ScriptLine]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            out.append(decoder.decode(line))
-        except msgspec.MsgspecError as exc:
+            item = decoder.decode(line)
+            if item.channel is not None:
+                check_channel_name(item.channel.lower())
+        except (msgspec.MsgspecError, ValueError) as exc:
             raise ValueError(f"{source} line {number}: {exc}") from exc
+        out.append(item)
     return out
 
 
 def build_raw(line: ScriptLine, default_channel: str, clock_ns: int) -> RawMessage:
-    channel = subjects.token((line.channel or default_channel).lower())
+    # checked, not made safe: `a.b` rewritten to `a_b` would post into another channel
+    channel = check_channel_name((line.channel or default_channel).lower())
     if line.edit_of is not None:
         message_id, edit_ns, date_ns = line.edit_of, clock_ns, clock_ns
     else:

@@ -46,13 +46,17 @@ async def request(
     if not user:
         raise UsageError(f"verb {verb!r} needs --user")
     try:
-        reply = await nc.request(subjects.ctl_user(verb, user), payload, timeout=timeout_s)
+        subject = subjects.ctl_user(verb, user)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        reply = await nc.request(subject, payload, timeout=timeout_s)
     except Exception as exc:
         return {
             "ok": False,
             "error": {
                 "code": "unavailable",
-                "message": f"no answer on {subjects.ctl_user(verb, user)}: {exc!r}"
+                "message": f"no answer on {subject}: {exc!r}"
                 " (is the actor host for this user's partition running?)",
                 "field": None,
             },
