@@ -60,6 +60,7 @@ from services.actors.locks import KeyedLocks
 from services.actors.membership import Membership
 from services.actors.quotes import QuoteBook
 from services.runtime.coalesce import CoalescingLoader
+from services.runtime.consumer import Rejected
 from services.runtime.tracing import trace_headers
 
 log = logging.getLogger("sigrelay.actors")
@@ -87,6 +88,7 @@ class HostStats:
     activations: int = 0
     passivations: int = 0
     conflicts: int = 0
+    unreadable: int = 0  # decisions skipped: the user's stream could not be folded
     last_fanout_ms: float = 0.0
 
 
@@ -181,18 +183,39 @@ class ActorHost:
         states = {}
         for user, stream in zip(users, streams, strict=True):
             snap = snapshots.get(stream)
-            states[user] = decode_state(snap.data) if snap else initial_state(user)
+            states[user] = initial_state(user)
+            if snap is not None:
+                try:
+                    states[user] = decode_state(snap.data)
+                except Exception:  # the log is the truth: an unreadable snapshot costs a full fold
+                    log.exception("actors: snapshot of user %s unreadable; folding its stream", user)
         tails = await self.store.read_streams(streams, [states[u].version for u in users])
         now = time.monotonic()
         for user, stream in zip(users, streams, strict=True):
             state = states[user]
             tail = tails[stream]
-            for recorded in tail:
-                state = evolve(state, REGISTRY.decode(recorded))
+            try:
+                for recorded in tail:
+                    state = evolve(state, REGISTRY.decode(recorded))
+            except Exception:
+                # one user's unreadable stream must not fail the bulk read of the others:
+                # that user stays without a slot, and each caller refuses them alone
+                log.exception("actors: the stream of user %s cannot be folded", user)
+                continue
             self.slots[user] = Slot(state=state, since_snapshot=len(tail), last_used=now)
             if len(tail) >= self.snapshot_every:
                 self._snapshot_due[user] = None
         self.stats.activations += len(users)
+
+    def _slot(self, user: str) -> Slot:
+        slot = self.slots.get(user)
+        if slot is None:
+            raise ControlError(
+                ErrorCode.INTERNAL,
+                f"the state of user {user} cannot be read; the operator can find the cause"
+                " in the actors' log",
+            )
+        return slot
 
     def _forget(self, user: str) -> None:
         self.slots.pop(user, None)
@@ -275,7 +298,7 @@ class ActorHost:
         """Run one control command for one user; return `view(state after)`."""
         async with self.locks.hold(user):
             await self.activate([user])
-            slot = self.slots[user]
+            slot = self._slot(user)
             ctx = await make_context(slot.state)
             events = decide_command(slot.state, verb, request, ctx)
             self.stats.commands += 1
@@ -306,6 +329,9 @@ class ActorHost:
                 await self.activate(chunk)
                 decided = {}
                 for user in chunk:
+                    if user not in self.slots:  # its stream cannot be read (logged)
+                        self.stats.unreadable += 1
+                        continue
                     events = self._decide_signal(user, signal, now_ns)
                     if events:
                         decided[user] = events
@@ -368,6 +394,8 @@ class ActorHost:
             return
         async with self.locks.hold(user):
             await self.activate([user])
+            if user not in self.slots:
+                raise Rejected(f"the stream of user {user} cannot be read (see the actors' log)")
             await self._commit({user: [event]}, key=key)
 
     # --- housekeeping ------------------------------------------------------------

@@ -423,6 +423,7 @@ class ActorsService:
             "activations": s.activations,
             "passivations": s.passivations,
             "conflicts": s.conflicts,
+            "unreadable_users_skipped": s.unreadable,
             "last_fanout_ms": s.last_fanout_ms,
             "quotes": len(host.quotes),
             "group_commits": host.committer.commits,

@@ -20,6 +20,7 @@ from contracts.users import (
 from eventstore import EventRegistry, EventStore
 from eventstore.group_commit import GroupCommitter
 from eventstore.migrate import migrate
+from eventstore.records import AppendRequest
 from services.actors.host import ActorHost
 from tests.unit.actors.factories import CHANNEL, SECOND, T0, open_signal, parsed, quote
 
@@ -75,3 +76,40 @@ async def test_signal_when_one_users_settings_make_planning_raise_then_others_st
     assert bad[-1].code == "internal"
     assert "OverflowError" in bad[-1].reason and "bad" in bad[-1].reason
     assert host.stats.refusals == {"internal": 1}
+
+
+async def test_signal_when_one_users_stream_cannot_be_read_then_others_still_get_intents(
+    store: EventStore,
+) -> None:
+    await follower(store, "broken")
+    await follower(store, "fine")
+    # an event its reader cannot decode (a lot that is not a number)
+    corrupt = (
+        b'{"type":"user.settings_changed","id":"b-4","ts":1,"settings":{"lot":{"fixed_lot":"big"}}}'
+    )
+    (written,) = await store.append_batch(
+        [
+            AppendRequest(
+                stream=user_stream("broken"),
+                expected_version=3,
+                types=("user.settings_changed",),
+                payloads=(corrupt,),
+            )
+        ]
+    )
+    assert not isinstance(written, Exception)
+    committer = GroupCommitter(store)
+    committer.start()
+    host = ActorHost(store, committer, partitions=1, owned=[0])
+    try:
+        await host.start()
+        host.quotes.update(quote())
+
+        decided = await host.on_signal(parsed(open_signal(), posted_ns=T0), T0 + SECOND)
+
+        fine = [REGISTRY.decode(r) for r in await store.read_stream(user_stream("fine"))]
+    finally:
+        await committer.stop()
+    assert decided == 1
+    assert isinstance(fine[-1], SignalHandled) and fine[-1].intents
+    assert host.stats.unreadable == 1 and "broken" not in host.slots
