@@ -188,7 +188,9 @@ class ActorHost:
                 try:
                     states[user] = decode_state(snap.data)
                 except Exception:  # the log is the truth: an unreadable snapshot costs a full fold
-                    log.exception("actors: snapshot of user %s unreadable; folding its stream", user)
+                    log.exception(
+                        "actors: snapshot of user %s unreadable; folding its stream", user
+                    )
         tails = await self.store.read_streams(streams, [states[u].version for u in users])
         now = time.monotonic()
         for user, stream in zip(users, streams, strict=True):

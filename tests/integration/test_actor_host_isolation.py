@@ -22,6 +22,7 @@ from eventstore.group_commit import GroupCommitter
 from eventstore.migrate import migrate
 from eventstore.records import AppendRequest
 from services.actors.host import ActorHost
+from services.actors.replay import replay_user
 from tests.unit.actors.factories import CHANNEL, SECOND, T0, open_signal, parsed, quote
 
 REGISTRY = EventRegistry(*USER_EVENTS)
@@ -113,3 +114,18 @@ async def test_signal_when_one_users_stream_cannot_be_read_then_others_still_get
     assert decided == 1
     assert isinstance(fine[-1], SignalHandled) and fine[-1].intents
     assert host.stats.unreadable == 1 and "broken" not in host.slots
+
+
+async def test_replay_of_settings_from_before_the_bounds_then_the_field_out_of_bounds_is_named(
+    store: EventStore,
+) -> None:
+    huge = UserSettings(lot=LotSizing(mode="fixed", fixed_lot=1e308, max_lot=1e308))
+    await follower(store, "old", huge)
+    await follower(store, "new")
+
+    old = await replay_user(store, "old")
+    new = await replay_user(store, "new")
+
+    assert old["settings_out_of_bounds"]["field"] == "lot.fixed_lot"
+    assert "100" in old["settings_out_of_bounds"]["message"]
+    assert new["settings_out_of_bounds"] is None
