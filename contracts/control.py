@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -15,6 +15,10 @@ MAX_REQUEST_BYTES = 64 * 1024  # a control request is a handful of fields
 # characters no store can keep: NUL (Postgres text and jsonb refuse it) and lone
 # surrogates (not encodable as UTF-8)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNKNOWN = re.compile(r"unknown field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
+_MISSING = re.compile(r"missing required field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
+_AT = re.compile(r" - at `\$\.?([^`]*)`")
+T = TypeVar("T")
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,6 +86,34 @@ def decode_body(body: bytes) -> dict[str, Any]:
         )
     check_text(value)
     return value
+
+
+def convert_request(data: dict[str, Any], shape: type[T]) -> T:
+    """A decoded body as the request Struct `shape`, or a ControlError naming the field."""
+    try:
+        return msgspec.convert(data, shape)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> ControlError:
+    """Map msgspec's message to an error code and the dotted field it names."""
+    text = str(exc)
+    unknown = _UNKNOWN.search(text)
+    if unknown:
+        field = _join(prefix, unknown.group(2) or "", unknown.group(1))
+        return ControlError(ErrorCode.UNKNOWN_FIELD, f"unknown field {field!r}", field=field)
+    missing = _MISSING.search(text)
+    if missing:
+        field = _join(prefix, missing.group(2) or "", missing.group(1))
+        return ControlError(ErrorCode.MISSING_FIELD, f"missing field {field!r}", field=field)
+    at = _AT.search(text)
+    path = _join(prefix, at.group(1) if at else "")
+    return ControlError(ErrorCode.INVALID_VALUE, text, field=path or None)
+
+
+def _join(*parts: str) -> str:
+    return ".".join(p for p in parts if p)
 
 
 def check_text(value: Any, field: str = "") -> None:

@@ -4,18 +4,11 @@ error reply with a precise code and the field at fault."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import msgspec
-
-from contracts.control import ControlError, decode_body
+from contracts.control import ControlError, convert_request, decode_body
 from contracts.errors import ErrorCode
 from contracts.users import SYSTEM_VERBS, USER_VERBS, VERB_REQUESTS, check_user_id
-
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
-_MISSING = re.compile(r"missing required field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
-_AT = re.compile(r" - at `\$\.?([^`]*)`")
 
 
 def parse_subject(subject: str) -> tuple[int, str, str]:
@@ -45,27 +38,4 @@ def decode_request(verb: str, body: bytes) -> Any:
     data = decode_body(body)
     if verb == "settings":
         return data
-    try:
-        return msgspec.convert(data, VERB_REQUESTS[verb])
-    except msgspec.ValidationError as exc:
-        raise validation_error(exc) from None
-
-
-def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> ControlError:
-    """Map msgspec's message to an error code and the dotted field it names."""
-    text = str(exc)
-    unknown = _UNKNOWN.search(text)
-    if unknown:
-        field = _join(prefix, unknown.group(2) or "", unknown.group(1))
-        return ControlError(ErrorCode.UNKNOWN_FIELD, f"unknown field {field!r}", field=field)
-    missing = _MISSING.search(text)
-    if missing:
-        field = _join(prefix, missing.group(2) or "", missing.group(1))
-        return ControlError(ErrorCode.MISSING_FIELD, f"missing field {field!r}", field=field)
-    at = _AT.search(text)
-    path = _join(prefix, at.group(1) if at else "")
-    return ControlError(ErrorCode.INVALID_VALUE, text, field=path or None)
-
-
-def _join(*parts: str) -> str:
-    return ".".join(p for p in parts if p)
+    return convert_request(data, VERB_REQUESTS[verb])

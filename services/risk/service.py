@@ -33,7 +33,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 from contracts import subjects
-from contracts.control import ControlError, encode_reply, ok
+from contracts.control import ControlError, convert_request, decode_body, encode_reply, ok
 from contracts.envelope import Codec, tag_of
 from contracts.errors import ErrorCode
 from contracts.orders import ExecutionReport, OrderIntent, Quote
@@ -267,18 +267,13 @@ def _same_user(subject: str, user_id: str, what: str) -> None:
 
 async def _serve(req: Request, shape: type[Any], act: Any) -> None:
     try:
-        try:
-            body = msgspec.json.decode(req.data or b"{}", type=shape)
-        except msgspec.ValidationError as exc:
-            raise ControlError(ErrorCode.INVALID_VALUE, f"{shape.__name__}: {exc}") from exc
-        except msgspec.DecodeError as exc:
-            raise ControlError(
-                ErrorCode.MALFORMED_JSON, f"request body is not JSON: {exc}"
-            ) from exc
+        body = convert_request(decode_body(req.data), shape)
         reply = ok(await act(body))
     except ControlError as exc:
         reply = exc.reply()
-    except Exception as exc:
-        log.warning("risk control request on %s failed: %r", req.subject, exc)
-        reply = ControlError(ErrorCode.UNAVAILABLE, f"risk could not do it: {exc}").reply()
+    except Exception:  # the cause goes to the log, never (database text) to the client
+        log.exception("risk control request on %s failed", req.subject)
+        reply = ControlError(
+            ErrorCode.UNAVAILABLE, "risk could not do it; the operator can find why in its log"
+        ).reply()
     await req.respond(encode_reply(reply))
