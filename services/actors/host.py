@@ -119,6 +119,7 @@ class ActorHost:
         self.quotes = QuoteBook()
         self.stats = HostStats()
         self._snapshot_due: dict[str, None] = {}
+        self._failed_signal = ""  # the last signal whose decision raised (logged in full)
         self._loader: CoalescingLoader[str, None] = CoalescingLoader(
             self._load_many, linger_s=_ACTIVATION_LINGER_S, name="actors.activate"
         )
@@ -355,7 +356,11 @@ class ActorHost:
         try:
             return list(decide_signal(state, signal, self.quotes, now_ns))
         except Exception as exc:
-            log.exception("actors: deciding signal %s for user %s failed", signal.id, user)
+            if self._failed_signal != signal.id:  # one traceback per signal, not per user
+                self._failed_signal = signal.id
+                log.exception("actors: deciding signal %s for user %s failed", signal.id, user)
+            else:
+                log.error("actors: deciding signal %s for user %s failed: %r", signal.id, user, exc)
             return [internal_refusal(state, signal, now_ns, exc)]
 
     def _count(self, decided: dict[str, list[Any]]) -> None:
