@@ -33,6 +33,15 @@ def channel_name_problem(name: str) -> str | None:
     )
 
 
+def check_channel_name(channel: str) -> str:
+    """`channel` if it is a valid channel name (a subject token: checked, never
+    rewritten), else ValueError saying why."""
+    problem = channel_name_problem(channel)
+    if problem is not None:
+        raise ValueError(problem)
+    return channel
+
+
 class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     default_symbol: str | None = None
     title: str = ""

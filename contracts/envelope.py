@@ -63,6 +63,22 @@ def encode(message: msgspec.Struct) -> bytes:
 T = TypeVar("T")
 
 
+def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | bytearray | memoryview | str) -> T:
+    """`decoder.decode(data)`, where every malformed input is a `msgspec.DecodeError`.
+
+    msgspec reports nesting deeper than the interpreter's recursion limit (a
+    line of 3,000 `[`) as RecursionError and text that is not UTF-8 as a
+    UnicodeError; both are malformed input, and a reader that catches
+    DecodeError must not take them for a fault of its own (retry, crash).
+    """
+    try:
+        return decoder.decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nested too deeply") from None
+    except UnicodeError as exc:
+        raise msgspec.DecodeError(f"not UTF-8 text: {exc}") from None
+
+
 class Codec:
     """Decodes bytes into one of a closed set of tagged Structs.
 
@@ -79,7 +95,7 @@ class Codec:
         self.tags = {_tag_of(t): t for t in types}
 
     def decode(self, data: bytes | bytearray | memoryview) -> Any:
-        return self._decoder.decode(data)
+        return decode_json(self._decoder, data)
 
 
 def _union(types: tuple[type[Any], ...]) -> Any:

@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     MISSING_FIELD = "missing_field"
     INVALID_VALUE = "invalid_value"
+    REQUEST_TOO_LARGE = "request_too_large"
     # domain
     UNKNOWN_USER = "unknown_user"
     USER_EXISTS = "user_exists"

@@ -27,6 +27,7 @@ class RefusalCode(StrEnum):
     FOLLOW_UP_DISABLED = "follow_up_disabled"
     NOTHING_TO_MANAGE = "nothing_to_manage"
     ALREADY_DECIDED = "already_decided"
+    INTERNAL = "internal"  # deciding failed for this user alone (a fault, not a rule)
     # risk: limits and exposure
     KILL_SWITCH = "kill_switch"
     MAX_LOT = "max_lot"

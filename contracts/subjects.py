@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.users import check_user_id
+
 # --- signal flow ---------------------------------------------------------------
 RAW = "signals.raw"  # signals.raw.<channel>: a channel message (new, edit, delete)
 PARSED = "signals.parsed"  # signals.parsed.<channel>: the parse result of one revision
@@ -98,7 +100,9 @@ def stream_events(stream: str) -> str:
 
 
 def ctl_user(verb: str, user_id: str) -> str:
-    return f"{CTL_USER}.{token(verb)}.{token(user_id)}"
+    """The subject of a user's control request; ValueError for an id that is not one
+    (rewriting it would address another user: `a.b` and `a_b` alike)."""
+    return f"{CTL_USER}.{token(verb)}.{check_user_id(user_id)}"
 
 
 def ctl_partition(partition: int, verb: str = "*", user: str = "*") -> str:

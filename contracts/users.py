@@ -8,7 +8,8 @@ ciphertext (`SealedToken`), never in plaintext.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -17,6 +18,17 @@ from contracts.orders import ExecutionReport, OrderIntent, RiskVerdict
 from contracts.settings import ChannelOverrides, UserSettings
 
 Broker = Literal["paper", "metaapi"]
+
+# The grammar of a user id, everywhere: it is a stream name (`user-<id>`) and one
+# subject token (`ctl.user.<verb>.<id>`), so an id is checked, never rewritten.
+USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_user_id(user_id: str) -> str:
+    """`user_id` if it is a valid id, else ValueError saying the grammar."""
+    if not USER_ID.match(user_id):
+        raise ValueError(f"user id {user_id[:70]!r} must be 1-64 letters, digits, '_' or '-'")
+    return user_id
 
 
 class SealedToken(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +149,14 @@ def user_stream(user_id: str) -> str:
 
 
 # --- control requests (JSON bodies of ctl.user.<verb>.<user>) --------------------
+# Lengths are bounded here, on the request types only: the events that store these
+# values are read back from the log and must stay readable whatever they hold.
+
+DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
+Reason = Annotated[str, msgspec.Meta(max_length=500)]
+AccountId = Annotated[str, msgspec.Meta(max_length=128)]
+Token = Annotated[str, msgspec.Meta(max_length=4096)]
+ChannelName = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -144,14 +164,14 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class RegisterRequest(_Request, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    display_name: str = ""
+    display_name: DisplayName = ""
 
 
 class LinkAccountRequest(_Request, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`account_id` of a MetaApi account with its `token`, or `account_id="paper"`."""
 
-    account_id: str
-    token: str | None = None
+    account_id: AccountId
+    token: Token | None = None
     broker: Broker | None = None  # inferred: "paper" for account_id "paper", else "metaapi"
 
 
@@ -160,16 +180,16 @@ class EmptyRequest(_Request, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class SubscribeRequest(_Request, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    channel: str
+    channel: ChannelName
     overrides: ChannelOverrides | None = None
 
 
 class UnsubscribeRequest(_Request, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    channel: str
+    channel: ChannelName
 
 
 class ReasonRequest(_Request, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    reason: str = ""
+    reason: Reason = ""
 
 
 class DeleteRequest(_Request, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -4,20 +4,11 @@ error reply with a precise code and the field at fault."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import msgspec
-
-from contracts.control import ControlError
+from contracts.control import ControlError, convert_request, decode_body
 from contracts.errors import ErrorCode
-from contracts.users import SYSTEM_VERBS, USER_VERBS, VERB_REQUESTS
-
-USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
-_MISSING = re.compile(r"missing required field `([^`]*)`(?: - at `\$\.?([^`]*)`)?")
-_AT = re.compile(r" - at `\$\.?([^`]*)`")
+from contracts.users import SYSTEM_VERBS, USER_VERBS, VERB_REQUESTS, check_user_id
 
 
 def parse_subject(subject: str) -> tuple[int, str, str]:
@@ -36,57 +27,15 @@ def check_verb_and_user(verb: str, user_id: str) -> None:
             f" and system verbs {', '.join(SYSTEM_VERBS)}",
             field="verb",
         )
-    if not USER_ID.match(user_id):
-        raise ControlError(
-            ErrorCode.INVALID_VALUE,
-            f"user id {user_id!r} must be 1-64 letters, digits, '_' or '-'",
-            field="user",
-        )
-
-
-def decode_json_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
     try:
-        value = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ControlError(
-            ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(value, dict):
-        raise ControlError(
-            ErrorCode.MALFORMED_JSON,
-            f"request body must be a JSON object, got {type(value).__name__}",
-        )
-    return value
+        check_user_id(user_id)
+    except ValueError as exc:
+        raise ControlError(ErrorCode.INVALID_VALUE, str(exc), field="user") from None
 
 
 def decode_request(verb: str, body: bytes) -> Any:
     """The typed request of a verb, or (for `settings`) the patch as a dict."""
-    data = decode_json_object(body)
+    data = decode_body(body)
     if verb == "settings":
         return data
-    try:
-        return msgspec.convert(data, VERB_REQUESTS[verb])
-    except msgspec.ValidationError as exc:
-        raise validation_error(exc) from None
-
-
-def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> ControlError:
-    """Map msgspec's message to an error code and the dotted field it names."""
-    text = str(exc)
-    unknown = _UNKNOWN.search(text)
-    if unknown:
-        field = _join(prefix, unknown.group(2) or "", unknown.group(1))
-        return ControlError(ErrorCode.UNKNOWN_FIELD, f"unknown field {field!r}", field=field)
-    missing = _MISSING.search(text)
-    if missing:
-        field = _join(prefix, missing.group(2) or "", missing.group(1))
-        return ControlError(ErrorCode.MISSING_FIELD, f"missing field {field!r}", field=field)
-    at = _AT.search(text)
-    path = _join(prefix, at.group(1) if at else "")
-    return ControlError(ErrorCode.INVALID_VALUE, text, field=path or None)
-
-
-def _join(*parts: str) -> str:
-    return ".".join(p for p in parts if p)
+    return convert_request(data, VERB_REQUESTS[verb])

@@ -62,11 +62,13 @@ from services.actors.core import (
     encode_state,
     evolve,
     initial_state,
+    internal_refusal,
 )
 from services.actors.locks import KeyedLocks
 from services.actors.membership import Membership
 from services.actors.quotes import QuoteBook
 from services.runtime.coalesce import CoalescingLoader
+from services.runtime.consumer import Rejected
 from services.runtime.tracing import trace_headers
 
 log = logging.getLogger("sigrelay.actors")
@@ -94,6 +96,7 @@ class HostStats:
     activations: int = 0
     passivations: int = 0
     conflicts: int = 0
+    unreadable: int = 0  # decisions skipped: the user's stream could not be folded
     last_fanout_ms: float = 0.0
 
 
@@ -124,6 +127,7 @@ class ActorHost:
         self.quotes = QuoteBook()
         self.stats = HostStats()
         self._snapshot_due: dict[str, None] = {}
+        self._failed_signal = ""  # the last signal whose decision raised (logged in full)
         self._loader: CoalescingLoader[str, None] = CoalescingLoader(
             self._load_many, linger_s=_ACTIVATION_LINGER_S, name="actors.activate"
         )
@@ -188,18 +192,41 @@ class ActorHost:
         states = {}
         for user, stream in zip(users, streams, strict=True):
             snap = snapshots.get(stream)
-            states[user] = decode_state(snap.data) if snap else initial_state(user)
+            states[user] = initial_state(user)
+            if snap is not None:
+                try:
+                    states[user] = decode_state(snap.data)
+                except Exception:  # the log is the truth: an unreadable snapshot costs a full fold
+                    log.exception(
+                        "actors: snapshot of user %s unreadable; folding its stream", user
+                    )
         tails = await self.store.read_streams(streams, [states[u].version for u in users])
         now = time.monotonic()
         for user, stream in zip(users, streams, strict=True):
             state = states[user]
             tail = tails[stream]
-            for recorded in tail:
-                state = evolve(state, REGISTRY.decode(recorded))
+            try:
+                for recorded in tail:
+                    state = evolve(state, REGISTRY.decode(recorded))
+            except Exception:
+                # one user's unreadable stream must not fail the bulk read of the others:
+                # that user stays without a slot, and each caller refuses them alone
+                log.exception("actors: the stream of user %s cannot be folded", user)
+                continue
             self.slots[user] = Slot(state=state, since_snapshot=len(tail), last_used=now)
             if len(tail) >= self.snapshot_every:
                 self._snapshot_due[user] = None
         self.stats.activations += len(users)
+
+    def _slot(self, user: str) -> Slot:
+        slot = self.slots.get(user)
+        if slot is None:
+            raise ControlError(
+                ErrorCode.INTERNAL,
+                f"the state of user {user} cannot be read; the operator can find the cause"
+                " in the actors' log",
+            )
+        return slot
 
     def _forget(self, user: str) -> None:
         self.slots.pop(user, None)
@@ -293,7 +320,7 @@ class ActorHost:
         """
         async with self.locks.hold(user):
             await self.activate([user])
-            before = self.slots[user].state
+            before = self._slot(user).state
             try:
                 ctx = await make_context(before)
                 events = decide_command(before, verb, request, ctx)
@@ -334,7 +361,10 @@ class ActorHost:
                 await self.activate(chunk)
                 decided = {}
                 for user in chunk:
-                    events = decide_signal(self.slots[user].state, signal, self.quotes, now_ns)
+                    if user not in self.slots:  # its stream cannot be read (logged)
+                        self.stats.unreadable += 1
+                        continue
+                    events = self._decide_signal(user, signal, now_ns)
                     if events:
                         decided[user] = events
                 if decided:
@@ -347,6 +377,20 @@ class ActorHost:
         self.stats.signals += 1
         self.stats.last_fanout_ms = round((time.perf_counter() - started) * 1000, 2)
         return sum(counts)
+
+    def _decide_signal(self, user: str, signal: ParsedSignal, now_ns: int) -> list[Any]:
+        """One user's decision; a failure refuses this user alone, so one bad state
+        (say, settings from before their bounds) never holds up the whole fan-out."""
+        state = self.slots[user].state
+        try:
+            return list(decide_signal(state, signal, self.quotes, now_ns))
+        except Exception as exc:
+            if self._failed_signal != signal.id:  # one traceback per signal, not per user
+                self._failed_signal = signal.id
+                log.exception("actors: deciding signal %s for user %s failed", signal.id, user)
+            else:
+                log.error("actors: deciding signal %s for user %s failed: %r", signal.id, user, exc)
+            return [internal_refusal(state, signal, now_ns, exc)]
 
     def _count(self, decided: dict[str, list[Any]]) -> None:
         for events in decided.values():
@@ -386,7 +430,11 @@ class ActorHost:
             return
         async with self.locks.hold(user):
             await self.activate([user])
-            await self._commit({user: [event]}, key=key)
+            if user not in self.slots:
+                raise Rejected(f"the stream of user {user} cannot be read (see the actors' log)")
+            result = (await self._commit({user: [event]}, key=key))[user]
+            if isinstance(result, AppendRefused):  # kept in the dead letters, not dropped
+                raise Rejected(f"the store refused {event.id} for user {user}: {result}")
 
     # --- housekeeping ------------------------------------------------------------
 

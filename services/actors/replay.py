@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.settings_bounds import SettingError, check_settings
 from contracts.users import USER_EVENTS, user_stream
 from eventstore import EventRegistry, EventStore
 from services.actors.core import evolve, initial_state, positions_view, settings_view, status_view
@@ -54,4 +55,15 @@ async def replay_user(
         "status": status_view(state),  # as the control plane renders it, for comparison
         "settings": settings_view(state),
         "positions": positions_view(state),
+        # the bounds the control plane applies today, applied to the settings then: a
+        # state from before a bound existed is named, since its signals are refused
+        "settings_out_of_bounds": _out_of_bounds(state.settings),
     }
+
+
+def _out_of_bounds(settings: Any) -> dict[str, str] | None:
+    try:
+        check_settings(settings)
+    except SettingError as exc:
+        return {"field": exc.field, "message": exc.message}
+    return None

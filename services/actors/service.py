@@ -18,7 +18,6 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-import msgspec
 from nats.aio.msg import Msg
 from nats.micro import add_service
 from nats.micro.request import Request
@@ -49,7 +48,7 @@ from services.actors.core import (
 from services.actors.host import ActorHost
 from services.actors.keystore_pg import AccountClaims
 from services.actors.leases import PartitionLeases
-from services.actors.redaction import redacted_request
+from services.actors.redaction import audit_record
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
 from services.runtime.credentials import CredentialVault, MasterKeyRing, PgDataKeyStore
 from services.runtime.host import VERSION
@@ -386,18 +385,22 @@ class ActorsService:
     async def _audit(self, user: str, verb: str, request: bytes, reply: bytes) -> None:
         if self._ctx is None or not user:
             return
-        record = {
-            "type": "audit.control",
-            "id": new_id(),
-            "ts": now_ns(),
-            "user_id": user,
-            "verb": verb,
-            "request": redacted_request(request),
-            "reply": msgspec.json.decode(reply),
-        }
-        with contextlib.suppress(Exception):  # the reply went out; audit is best effort here
-            await self._ctx.nc.publish(
-                f"{subjects.AUDIT}.control.{subjects.token(user)}", msgspec.json.encode(record)
+        nc = self._ctx.nc
+        try:
+            record = audit_record(
+                record_id=new_id(),
+                ts=now_ns(),
+                user=user,
+                verb=verb,
+                request=request,
+                reply=reply,
+                max_bytes=nc.max_payload,
+            )
+            await nc.publish(f"{subjects.AUDIT}.control.{subjects.token(user)}", record)
+        except Exception as exc:  # the reply went out; a lost audit record is said, not hidden
+            reraise_if_cancelling(exc)
+            log.error(
+                "actors: audit record of control %s for %s not published: %r", verb, user, exc
             )
 
     def stats(self) -> dict[str, Any]:
@@ -418,6 +421,7 @@ class ActorsService:
             "activations": s.activations,
             "passivations": s.passivations,
             "conflicts": s.conflicts,
+            "unreadable_users_skipped": s.unreadable,
             "last_fanout_ms": s.last_fanout_ms,
             "quotes": len(host.quotes),
             "group_commits": host.committer.commits,

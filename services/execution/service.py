@@ -46,9 +46,8 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 from contracts import subjects
-from contracts.control import ControlError, encode_reply, ok
+from contracts.control import ControlError, convert_request, decode_body, encode_reply, ok
 from contracts.envelope import Codec
-from contracts.errors import ErrorCode
 from contracts.orders import RiskVerdict
 from eventstore.group_commit import GroupCommitter
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
@@ -258,13 +257,8 @@ class ExecutionService:
 
     async def _on_reconcile(self, req: Request) -> None:
         try:
-            body = msgspec.json.decode(req.data or b"{}", type=ReconcileRequest)
-        except msgspec.ValidationError as exc:
-            err = ControlError(ErrorCode.INVALID_VALUE, f"reconcile request: {exc}")
-            await req.respond(encode_reply(err.reply()))
-            return
-        except msgspec.DecodeError as exc:
-            err = ControlError(ErrorCode.MALFORMED_JSON, f"reconcile request: {exc}")
+            body = convert_request(decode_body(req.data), ReconcileRequest)
+        except ControlError as err:
             await req.respond(encode_reply(err.reply()))
             return
         if body.account_id:

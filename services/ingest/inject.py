@@ -21,7 +21,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from contracts import subjects
-from contracts.channels import channel_name_problem
+from contracts.channels import check_channel_name
 from contracts.envelope import encode, now_ns
 from contracts.ingest import ParsedSignal, RawMessage
 from services.runtime.bus import jetstream, publish
@@ -44,19 +44,19 @@ def parse_script(lines: Iterable[str], *, source: str) -> list[ScriptLine]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            out.append(decoder.decode(line))
-        except msgspec.MsgspecError as exc:
+            item = decoder.decode(line)
+            if item.channel is not None:
+                check_channel_name(item.channel.lower())
+        except (msgspec.MsgspecError, ValueError) as exc:
             raise ValueError(f"{source} line {number}: {exc}") from exc
+        out.append(item)
     return out
 
 
 def channel_of(line: ScriptLine, default_channel: str) -> str:
-    """The line's channel as a subject token; ValueError if it is not a channel name."""
-    channel = subjects.token((line.channel or default_channel).lower())
-    problem = channel_name_problem(channel)
-    if problem is not None:
-        raise ValueError(f"signals inject: {problem}")
-    return channel
+    """The line's channel; ValueError if it is not a channel name. Checked, not made
+    safe: `a.b` rewritten to `a_b` would post into another channel."""
+    return check_channel_name((line.channel or default_channel).lower())
 
 
 def build_raw(line: ScriptLine, default_channel: str, clock_ns: int) -> RawMessage:

@@ -1,6 +1,6 @@
 """Parse JSON lines `{"id", "text"}` from stdin, one public result per line to stdout.
 
-A malformed line yields `{"id": null, "kind": "noise", "error": "..."}` on its
+A malformed line (not JSON, not UTF-8, nested too deeply) yields `{"id": null, "kind": "noise", "error": "..."}` on its
 own line and the loop goes on: the command never dies on input.
 
     python -m services.ingest.parse_cli < messages.jsonl
@@ -8,11 +8,13 @@ own line and the loop goes on: the command never dies on input.
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import Any, TextIO
 
 import msgspec
 
+from contracts.envelope import decode_json
 from services.ingest.parser import parse, to_public
 
 
@@ -27,7 +29,7 @@ _encoder = msgspec.json.Encoder()
 
 def _row(line: str) -> dict[str, Any]:
     try:
-        item = _decoder.decode(line)
+        item = decode_json(_decoder, line)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return {"id": None, "kind": "noise", "error": f"bad input line: {exc}"[:300]}
     return {"id": item.id, **to_public(parse(item.text))}
@@ -35,6 +37,9 @@ def _row(line: str) -> dict[str, Any]:
 
 def run(stdin: TextIO, stdout: TextIO) -> int:
     """Parse every line of `stdin`; returns the exit code (0)."""
+    if isinstance(stdin, io.TextIOWrapper):
+        # bytes that are not UTF-8 become lone surrogates, then that line's error, not a crash
+        stdin.reconfigure(errors="surrogateescape")
     for line in stdin:
         if not line.strip():
             continue

@@ -33,7 +33,14 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 from contracts import subjects
-from contracts.control import ControlError, encode_reply, internal_error, ok
+from contracts.control import (
+    ControlError,
+    convert_request,
+    decode_body,
+    encode_reply,
+    internal_error,
+    ok,
+)
 from contracts.envelope import Codec, tag_of
 from contracts.errors import ErrorCode
 from contracts.orders import ExecutionReport, OrderIntent, Quote
@@ -267,14 +274,7 @@ def _same_user(subject: str, user_id: str, what: str) -> None:
 
 async def _serve(req: Request, shape: type[Any], act: Any) -> None:
     try:
-        try:
-            body = msgspec.json.decode(req.data or b"{}", type=shape)
-        except msgspec.ValidationError as exc:
-            raise ControlError(ErrorCode.INVALID_VALUE, f"{shape.__name__}: {exc}") from exc
-        except msgspec.DecodeError as exc:
-            raise ControlError(
-                ErrorCode.MALFORMED_JSON, f"request body is not JSON: {exc}"
-            ) from exc
+        body = convert_request(decode_body(req.data), shape)
         reply = ok(await act(body))
     except ControlError as exc:
         reply = exc.reply()

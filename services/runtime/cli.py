@@ -88,8 +88,14 @@ def _cmd_signals_parse(args: argparse.Namespace, settings: RuntimeSettings) -> i
 
 
 def _cmd_signals_inject(args: argparse.Namespace, settings: RuntimeSettings) -> int:
-    from services.ingest.inject import ScriptLine, channel_of, inject, parse_script, read_lines
+    from contracts.channels import check_channel_name
+    from services.ingest.inject import ScriptLine, inject, parse_script, read_lines
 
+    try:
+        check_channel_name(args.channel.lower())
+    except ValueError as exc:
+        print(f"sigrelay signals inject: {exc}", file=sys.stderr)
+        return 2
     if args.file:
         try:
             lines = parse_script(read_lines(args.file), source=args.file)
@@ -100,12 +106,6 @@ def _cmd_signals_inject(args: argparse.Namespace, settings: RuntimeSettings) -> 
         lines = [
             ScriptLine(text=args.text, id=args.id, reply_to=args.reply_to, edit_of=args.edit_of)
         ]
-    try:
-        for line in lines:
-            channel_of(line, args.channel)
-    except ValueError as exc:  # refused before anything is published
-        print(f"sigrelay: {exc}", file=sys.stderr)
-        return 2
 
     async def go() -> list[dict[str, Any]]:
         async with operator_connection(settings) as nc:
@@ -135,11 +135,14 @@ async def operator_connection(settings: RuntimeSettings) -> AsyncIterator[Any]:
 
 
 def _cmd_ctl(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from contracts.users import check_user_id
     from services.runtime.ctl import UsageError, parse_assignments, request
 
     try:
         body = parse_assignments(args.assignments)
-    except UsageError as exc:
+        if args.user is not None:
+            check_user_id(args.user)  # before connecting: a bad id is the caller's error
+    except (UsageError, ValueError) as exc:
         print(f"sigrelay ctl: {exc}", file=sys.stderr)
         return 2
 

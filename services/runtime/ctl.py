@@ -17,11 +17,16 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from contracts import subjects
+from contracts.control import ControlError, check_text
+from contracts.envelope import decode_json
 from contracts.users import SYSTEM_VERBS
 
 
 class UsageError(ValueError):
     pass
+
+
+_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
@@ -31,9 +36,13 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"expected key=value, got {item!r}")
         try:
-            body[key] = msgspec.json.decode(text)
+            body[key] = decode_json(_decoder, text)
         except msgspec.DecodeError:
             body[key] = text
+    try:
+        check_text(body)  # the rule the control plane applies, said before sending
+    except ControlError as exc:
+        raise UsageError(exc.message) from None
     return body
 
 
@@ -46,13 +55,17 @@ async def request(
     if not user:
         raise UsageError(f"verb {verb!r} needs --user")
     try:
-        reply = await nc.request(subjects.ctl_user(verb, user), payload, timeout=timeout_s)
+        subject = subjects.ctl_user(verb, user)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        reply = await nc.request(subject, payload, timeout=timeout_s)
     except Exception as exc:
         return {
             "ok": False,
             "error": {
                 "code": "unavailable",
-                "message": f"no answer on {subjects.ctl_user(verb, user)}: {exc!r}"
+                "message": f"no answer on {subject}: {exc!r}"
                 " (is the actor host for this user's partition running?)",
                 "field": None,
             },

@@ -515,3 +515,30 @@ async def test_register_storm_with_one_unstorable_name_then_only_it_fails_withou
     for text in ("Unicode", "u0000", "SQLSTATE", "DataError", "jsonb", "COPY"):
         assert text not in error["message"], error
     assert (await ctl(nc, "status", "storm50"))["error"]["code"] == "unknown_user"
+
+
+async def test_hostile_control_bodies_then_precise_errors_and_every_one_audited(
+    actors, isolated_nats
+):
+    harness, nc = actors
+    harness.start()
+    await wait_serving(nc, "erin")
+    admin = await nats.connect(isolated_nats.admin_url)
+    audit = await admin.subscribe("audit.control.erin")
+    try:
+        await admin.flush()
+        huge = b'{"display_name": "' + b"a b " * (nc.max_payload // 4 - 16) + b'"}'
+
+        nul = await raw_request(nc, "ctl.user.register.erin", b'{"display_name": "A\\u0000"}')
+        deep = await raw_request(nc, "ctl.user.register.erin", b"[" * 3000 + b"]" * 3000)
+        big = await raw_request(nc, "ctl.user.register.erin", huge)
+        records = [msgspec.json.decode((await audit.next_msg(timeout=10)).data) for _ in range(3)]
+    finally:
+        await admin.close()
+
+    assert nul["error"]["code"] == "invalid_value" and nul["error"]["field"] == "display_name"
+    assert deep["error"]["code"] == "malformed_json"
+    assert big["error"]["code"] == "request_too_large"
+    assert [r["reply"]["error"]["code"] for r in records[:2]] == ["invalid_value", "malformed_json"]
+    assert records[2]["truncated"]["request_bytes"] == len(huge)
+    assert "request_too_large" in records[2]["reply"]

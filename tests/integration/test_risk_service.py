@@ -210,7 +210,15 @@ async def test_user_kill_switch_then_only_that_user_rejected(risk: Risk):
 async def test_kill_switch_bad_request_then_error_reply(risk: Risk):
     await risk.start()
     reply = await risk.ctl("kill_switch", reason="no on field")
+    assert reply["ok"] is False and reply["error"]["code"] == "missing_field"
+    assert reply["error"]["field"] == "on"
+
+
+async def test_kill_switch_with_nul_in_reason_then_invalid_value_naming_it(risk: Risk):
+    await risk.start()
+    reply = await risk.ctl("kill_switch", on=True, reason="NFP\x00")
     assert reply["ok"] is False and reply["error"]["code"] == "invalid_value"
+    assert reply["error"]["field"] == "reason"
 
 
 async def test_daily_loss_reached_then_open_rejected(risk: Risk):

@@ -8,7 +8,7 @@ from .claims import Claim, claims_to_release, release_all
 from .commands import CommandContext, decide_command, link_target
 from .patch import ALIASES, apply_patch, check_settings
 from .planning import MarketView, Refusal, map_symbol, plan_open
-from .signals import SignalEvent, decide_signal, signal_event_id
+from .signals import SignalEvent, decide_signal, internal_refusal, signal_event_id
 from .state import (
     DEFAULT_SETTINGS,
     LIVE_STATUSES,
@@ -53,6 +53,7 @@ __all__ = [
     "evolve",
     "fold",
     "initial_state",
+    "internal_refusal",
     "link_target",
     "map_symbol",
     "plan_open",

@@ -3,12 +3,12 @@
 A patch names dotted paths into `UserSettings`, or a short alias for a common
 one. The patched settings are rebuilt with `msgspec.convert`, so a wrong type
 or an unknown field is an error naming the dotted field; then values are
-checked for sense (a lot of 0, a max lot below the minimum, …).
+checked against their bounds (`contracts.settings_bounds`: a lot of 0, a lot
+above the operator maximum, an unknown time zone, …).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,11 +16,10 @@ from typing import Any
 import msgspec
 from msgspec import inspect as mi
 
+from contracts import settings_bounds as bounds
 from contracts.control import ControlError
 from contracts.errors import ErrorCode
 from contracts.settings import UserSettings
-
-MIN_LOT = 0.01
 
 ALIASES: dict[str, str] = {
     "lot": "lot.fixed_lot",
@@ -42,7 +41,6 @@ _SETTINGS_INFO = mi.type_info(UserSettings)
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
 _UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]+)`")
 _MISSING = re.compile(r"missing required field `(?P<name>[^`]+)`")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
 def apply_patch(
@@ -156,126 +154,9 @@ def _changed(old: Any, new: Any, info: Any, prefix: str) -> list[str]:
 
 
 def check_settings(settings: UserSettings, changed: tuple[str, ...] = (), prefix: str = "") -> None:
-    """Values that type-check but make no sense raise a ControlError naming the field."""
-
-    def fail(code: ErrorCode, field: str, message: str) -> ControlError:
-        return ControlError(code, message, field=f"{prefix}{field}")
-
-    _check_finite(msgspec.to_builtins(settings), "", fail)
-    lot = settings.lot
-    for name in ("fixed_lot", "max_lot"):
-        value = getattr(lot, name)
-        if value <= 0:
-            raise fail(
-                ErrorCode.INVALID_VALUE, f"lot.{name}", f"lot.{name} {value} must be above 0"
-            )
-        if value < MIN_LOT - 1e-12:
-            raise fail(
-                ErrorCode.LOT_BELOW_MINIMUM,
-                f"lot.{name}",
-                f"lot.{name} {value} is below the minimum lot {MIN_LOT}",
-            )
-    if lot.mode == "fixed" and lot.fixed_lot > lot.max_lot + 1e-12:
-        name = "lot.max_lot" if "lot.max_lot" in changed else "lot.fixed_lot"
-        raise fail(
-            ErrorCode.LOT_ABOVE_MAXIMUM,
-            name,
-            f"fixed lot {lot.fixed_lot} is above max_lot {lot.max_lot}",
-        )
-    if not 0 < lot.risk_percent <= 100:
-        raise fail(
-            ErrorCode.INVALID_VALUE,
-            "lot.risk_percent",
-            f"lot.risk_percent {lot.risk_percent} must be above 0 and at most 100",
-        )
-    if lot.multiplier <= 0:
-        raise fail(
-            ErrorCode.INVALID_VALUE,
-            "lot.multiplier",
-            f"lot.multiplier {lot.multiplier} must be above 0",
-        )
-    if settings.take_profits.tp_number < 1:
-        raise fail(
-            ErrorCode.INVALID_VALUE,
-            "take_profits.tp_number",
-            f"take_profits.tp_number {settings.take_profits.tp_number} must be 1 or more",
-        )
-    if settings.max_signal_age_s <= 0:
-        raise fail(
-            ErrorCode.INVALID_VALUE,
-            "max_signal_age_s",
-            f"max_signal_age_s {settings.max_signal_age_s} must be above 0",
-        )
-    distance = settings.max_entry_distance_pips
-    if distance is not None and distance < 0:
-        raise fail(
-            ErrorCode.INVALID_VALUE,
-            "max_entry_distance_pips",
-            f"max_entry_distance_pips {distance} must be 0 or more (or null for no limit)",
-        )
-    _check_risk(settings, fail)
-
-
-def _check_finite(data: Any, path: str, fail: Any) -> None:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            _check_finite(value, f"{path}.{key}" if path else str(key), fail)
-    elif isinstance(data, list):
-        for value in data:
-            _check_finite(value, path, fail)
-    elif isinstance(data, float) and not math.isfinite(data):
-        raise fail(ErrorCode.INVALID_VALUE, path, f"{path} {data} is not a finite number")
-
-
-def _check_risk(settings: UserSettings, fail: Any) -> None:
-    risk = settings.risk
-    for name in (
-        "max_lot_per_order",
-        "max_volume_per_symbol",
-        "daily_loss_limit",
-        "daily_loss_limit_pct",
-        "max_spread_pips",
-    ):
-        value = getattr(risk, name)
-        if value is not None and value <= 0:
-            raise fail(
-                ErrorCode.INVALID_VALUE, f"risk.{name}", f"risk.{name} {value} must be above 0"
-            )
-    if risk.daily_loss_limit_pct is not None and risk.daily_loss_limit_pct > 100:
-        raise fail(
-            ErrorCode.INVALID_VALUE,
-            "risk.daily_loss_limit_pct",
-            f"risk.daily_loss_limit_pct {risk.daily_loss_limit_pct} must be at most 100",
-        )
-    for name in ("max_open_positions", "max_positions_per_symbol", "max_orders_per_minute"):
-        value = getattr(risk, name)
-        if value is not None and value < 0:
-            raise fail(
-                ErrorCode.INVALID_VALUE, f"risk.{name}", f"risk.{name} {value} must be 0 or more"
-            )
-    for name in ("allowed_symbols", "blocked_symbols"):
-        for symbol in getattr(risk, name):
-            if not symbol.strip():
-                raise fail(
-                    ErrorCode.INVALID_VALUE, f"risk.{name}", f"risk.{name} holds an empty symbol"
-                )
-    hours = risk.trading_hours
-    if hours is None:
-        return
-    for name in ("start", "end"):
-        value = getattr(hours, name)
-        if not _HHMM.match(value):
-            raise fail(
-                ErrorCode.INVALID_VALUE,
-                f"risk.trading_hours.{name}",
-                f"risk.trading_hours.{name} {value!r} is not a time HH:MM (00:00 to 24:00)",
-            )
-    bad_days = [d for d in hours.days if not 0 <= d <= 6]
-    if bad_days:
-        raise fail(
-            ErrorCode.INVALID_VALUE,
-            "risk.trading_hours.days",
-            f"risk.trading_hours.days {bad_days} are not days 0 (Monday) to 6 (Sunday)",
-        )
-    if not hours.timezone.strip():
-        raise fail(ErrorCode.INVALID_VALUE, "risk.trading_hours.timezone", "the time zone is empty")
+    """Values out of their bounds (`contracts.settings_bounds`) raise a ControlError
+    naming the dotted field, the value and the bound."""
+    try:
+        bounds.check_settings(settings, changed, prefix)
+    except bounds.SettingError as exc:
+        raise ControlError(exc.code, exc.message, field=exc.field) from None

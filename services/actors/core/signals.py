@@ -74,6 +74,29 @@ def decide_signal(
     return events
 
 
+def internal_refusal(
+    state: UserState, signal: ParsedSignal, now_ns: int, error: BaseException
+) -> SignalRefused:
+    """The refusal recorded when deciding `signal` for this user failed (a fault in
+    this user's state or in the code, not a rule): the user is told in plain words,
+    and the other subscribers of the channel are decided as usual."""
+    return SignalRefused(
+        id=signal_event_id(signal, state.user_id),
+        ts=now_ns,
+        correlation_id=signal.signal_id,
+        causation_id=signal.id,
+        signal_id=signal.signal_id,
+        revision=signal.revision,
+        message_id=signal.message_id,
+        code=RefusalCode.INTERNAL.value,
+        reason=(
+            f"signal {signal.signal_id} could not be decided for user {state.user_id}: "
+            f"an internal error ({type(error).__name__}); no order was placed and the "
+            "operator can find the cause in the actors' log"
+        ),
+    )
+
+
 def _instructions(result: Instruction) -> tuple[list[Instruction], int]:
     items: list[Instruction] = [] if isinstance(result, Noise) else [result]
     skipped = 0

@@ -635,3 +635,47 @@ def test_status_with_open_legs_touches_nothing() -> None:
 
     assert run(state, "status") == []
     assert run(state, "positions") == []
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "bound"),
+    [
+        ({"lot_mode": "fixed", "lot": 1e308, "max_lot": 1e308}, "lot.fixed_lot", "100"),
+        ({"max_lot": 1e308}, "lot.max_lot", "100"),
+        ({"multiplier": 1e9}, "lot.multiplier", "100"),
+        ({"tp_number": 2**63}, "take_profits.tp_number", "10"),
+        ({"max_signal_age_s": 1e300}, "max_signal_age_s", "86400"),
+        ({"max_entry_distance_pips": float("inf")}, "max_entry_distance_pips", "finite"),
+        ({"risk.max_open_positions": 2**62}, "risk.max_open_positions", "10000"),
+        ({"risk.max_lot_per_order": 1e6}, "risk.max_lot_per_order", "100"),
+        ({"risk.daily_loss_limit": float("-inf")}, "risk.daily_loss_limit", "finite"),
+        ({"suffix": "x" * 100}, "symbols.suffix", "16"),
+        ({"allowed_symbols": ["S"] * 501}, "risk.allowed_symbols", "500"),
+        ({"symbols.aliases": {"GOLD": "X" * 33}}, "symbols.aliases", "32"),
+        ({"risk.trading_hours.timezone": "Mars/Olympus"}, "risk.trading_hours.timezone", "IANA"),
+        ({"risk.trading_hours.timezone": "../../etc/passwd"}, "risk.trading_hours.timezone", ""),
+        ({"risk.trading_hours.days": [0] * 8}, "risk.trading_hours.days", "7"),
+    ],
+)
+def test_settings_out_of_bounds_then_invalid_value_naming_field_value_and_bound(
+    patch: dict[str, Any], field: str, bound: str
+) -> None:
+    error = refused(user(), "settings", patch)
+
+    assert (error.code, error.field) == (ErrorCode.INVALID_VALUE, field)
+    assert field in error.message and bound in error.message
+
+
+def test_settings_known_time_zone_then_accepted() -> None:
+    event = settings_after({"risk.trading_hours.timezone": "Europe/London"})
+
+    assert event.settings.risk.trading_hours is not None
+    assert event.settings.risk.trading_hours.timezone == "Europe/London"
+
+
+def test_subscribe_overrides_out_of_bounds_then_refused_with_the_same_rule() -> None:
+    overrides = {"lot": {"mode": "fixed", "fixed_lot": 1e308, "max_lot": 1e308}}
+
+    error = refused(user(channel=None), "subscribe", {"channel": "gold", "overrides": overrides})
+
+    assert (error.code, error.field) == (ErrorCode.INVALID_VALUE, "overrides.lot.fixed_lot")

@@ -20,7 +20,15 @@ from contracts.users import (
     Unsubscribed,
     UserDeleted,
 )
-from services.actors.core import UserState, decide_signal, evolve, fold, initial_state
+from services.actors.core import (
+    UserState,
+    decide_signal,
+    evolve,
+    fold,
+    initial_state,
+    internal_refusal,
+    signal_event_id,
+)
 from tests.unit.actors.factories import (
     NO_MARKET,
     SECOND,
@@ -1002,3 +1010,15 @@ def test_decided_events_fold_into_legs_pending_risk() -> None:
         (3, "pending_risk", 0.01),
     ]
     assert state.today.orders == 3
+
+
+def test_internal_refusal_takes_the_decisions_id_so_a_redelivery_decides_nothing_again() -> None:
+    state = user()
+    signal = parsed(open_signal())
+
+    refusal = internal_refusal(state, signal, T0, OverflowError("int too large"))
+    after = decide_signal(evolve(state, refusal), signal, gold_market(), T0)
+
+    assert refusal.code == "internal" and "OverflowError" in refusal.reason
+    assert refusal.id == signal_event_id(signal, state.user_id)
+    assert after == []

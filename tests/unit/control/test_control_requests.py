@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from contracts.control import ControlError, internal_error
+from contracts.control import MAX_REQUEST_BYTES, ControlError, check_text, internal_error
 from contracts.errors import ErrorCode
 from contracts.users import LinkAccountRequest, SubscribeRequest
 from services.actors.control import check_verb_and_user, decode_request, parse_subject
@@ -87,3 +88,76 @@ def test_internal_error_then_reply_names_a_reference_and_nothing_of_the_cause():
     assert first.code is ErrorCode.INTERNAL and second.code is ErrorCode.UNAVAILABLE
     assert first.message == f"register failed: internal error, reference {reference}"
     assert reference != other and first.field is None
+
+
+@pytest.mark.parametrize(
+    ("verb", "body", "field"),
+    [
+        ("register", b'{"display_name": "Ann\\u0000"}', "display_name"),
+        ("pause", b'{"reason": "\\u0000"}', "reason"),
+        ("stop", b'{"reason": "lunch \\u0000 break"}', "reason"),
+        ("link_account", b'{"account_id": "acc\\u0000", "token": "t"}', "account_id"),
+        ("link_account", b'{"account_id": "acc", "token": "t\\u0000"}', "token"),
+        ("subscribe", b'{"channel": "gold\\u0000"}', "channel"),
+        ("settings", b'{"suffix": ".m\\u0000"}', "suffix"),
+        ("settings", b'{"allowed_symbols": ["XAUUSD", "EUR\\u0000"]}', "allowed_symbols"),
+        ("settings", b'{"symbols.aliases": {"GOLD\\u0000": "XAUUSD"}}', "symbols.aliases"),
+        (
+            "subscribe",
+            b'{"channel": "gold", "overrides": {"lot": {"mode": "\\u0000"}}}',
+            "overrides.lot.mode",
+        ),
+    ],
+)
+def test_nul_in_any_text_field_then_invalid_value_naming_the_field(verb, body, field):
+    err = error_of(decode_request, verb, body)
+
+    assert err.code is ErrorCode.INVALID_VALUE and err.field == field
+    assert "U+0000" in err.message and "\x00" not in err.message
+
+
+def test_lone_surrogate_in_text_then_invalid_value_naming_the_field():
+    err = error_of(check_text, {"display_name": "Ann\udc80"})
+
+    assert err.code is ErrorCode.INVALID_VALUE and err.field == "display_name"
+    assert "U+DC80" in err.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"display_name": "\\ud800"}',  # an escaped lone surrogate
+        b'{"display_name": "\xed\xa0\x80"}',  # bytes that are not UTF-8
+        b'{"display_name": "\xff"}',
+        b"[" * 3000 + b"]" * 3000,
+        b'{"a": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+    ],
+)
+def test_undecodable_or_deeply_nested_body_then_malformed_json(body):
+    err = error_of(decode_request, "register", body)
+
+    assert err.code is ErrorCode.MALFORMED_JSON
+
+
+def test_body_over_the_size_limit_then_request_too_large():
+    body = b'{"display_name": "' + b"a" * MAX_REQUEST_BYTES + b'"}'
+
+    err = error_of(decode_request, "register", body)
+
+    assert err.code is ErrorCode.REQUEST_TOO_LARGE and str(MAX_REQUEST_BYTES) in err.message
+
+
+@pytest.mark.parametrize(
+    ("verb", "body", "field"),
+    [
+        ("register", {"display_name": "a" * 101}, "display_name"),
+        ("pause", {"reason": "a" * 501}, "reason"),
+        ("link_account", {"account_id": "a" * 129, "token": "t"}, "account_id"),
+        ("link_account", {"account_id": "a", "token": "t" * 4097}, "token"),
+        ("subscribe", {"channel": "a" * 65}, "channel"),
+    ],
+)
+def test_text_field_over_its_length_then_invalid_value_naming_it(verb, body, field):
+    err = error_of(decode_request, verb, msgspec.json.encode(body))
+
+    assert err.code is ErrorCode.INVALID_VALUE and err.field == field
