@@ -430,8 +430,17 @@ async def running_system(
                 await _durable_exists(system.js, case.stream, durable)
         yield system
     finally:
+        # stop every service and close every connection even when one will not stop:
+        # a service left running would go on talking to the next module's servers
+        unstopped = []
         for name in reversed(list(tasks)):
-            await inprocess.stop(tasks[name], contexts[name])
+            try:
+                await inprocess.stop(tasks[name], contexts[name])
+            except AssertionError as exc:
+                unstopped.append(f"{name}: {exc}"[:2000])
+                with contextlib.suppress(Exception):
+                    await inprocess.close_context(contexts[name])
         feed.cancel()
         await dlq.unsubscribe()
         await admin.close()
+        assert not unstopped, unstopped
