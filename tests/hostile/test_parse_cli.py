@@ -34,7 +34,7 @@ _lines = st.one_of(
 def _run(lines: list[str]) -> tuple[int, list[dict]]:
     stdout = io.StringIO()
     code = run(io.StringIO("".join(f"{line}\n" for line in lines)), stdout)
-    return code, [json.loads(row) for row in stdout.getvalue().splitlines()]
+    return code, [json.loads(row) for row in stdout.getvalue().split("\n") if row]
 
 
 def _counted(lines: list[str]) -> int:
@@ -84,6 +84,6 @@ def test_the_command_on_hostile_lines_then_exit_0_and_no_traceback() -> None:
 
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [json.loads(row) for row in done.stdout.splitlines()]
+    rows = [json.loads(row) for row in done.stdout.split("\n") if row]
     assert len(rows) == len(lines)
     assert rows[-1]["id"] == 3 and rows[-1]["kind"] == "open"
