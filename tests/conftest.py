@@ -29,6 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 import nats
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from psycopg import sql
@@ -37,6 +39,21 @@ from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from services.runtime.streams import ensure_streams
 
 log = logging.getLogger("sigrelay.tests")
+
+# Property tests are reproducible by default: `ci` derives every example from the test
+# itself (derandomize), so a failure on the loaded CI box fails the same way here.
+# HYPOTHESIS_PROFILE=explore searches afresh (random seeds) for new bugs.
+hypothesis_settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "explore", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass
