@@ -38,7 +38,7 @@ MAX_SYMBOL_LENGTH = 32
 MAX_AFFIX_LENGTH = 16  # symbol prefix / suffix
 MAX_TIMEZONE_LENGTH = 64
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+_HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d\Z|^24:00\Z")
 
 # dotted field -> (low, low inclusive, high): the numeric bounds; None values pass
 _RANGES: dict[str, tuple[float, bool, float]] = {

@@ -21,7 +21,7 @@ Broker = Literal["paper", "metaapi"]
 
 # The grammar of a user id, everywhere: it is a stream name (`user-<id>`) and one
 # subject token (`ctl.user.<verb>.<id>`), so an id is checked, never rewritten.
-USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # \Z: `$` accepts a trailing newline
 
 
 def check_user_id(user_id: str) -> str:

@@ -22,8 +22,8 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from contracts import subjects
-from contracts.users import USER_VERBS
-from services.actors.control import USER_ID
+from contracts.subjects import inbox_prefix
+from contracts.users import USER_ID, USER_VERBS
 from services.actors.service import ActorsService
 from services.runtime.ctl import request
 from tests.hostile.hostile import KNOWN_CODES, leaked_database_text
@@ -55,7 +55,9 @@ async def system(
         home=hostile_home,
     )
     tasks = inprocess.start(ActorsService(), ctx)
-    nc = await nats.connect(hostile_nats.url_for("ctl"), name="tests-hostile-ctl")
+    nc = await nats.connect(
+        hostile_nats.url_for("ctl"), name="tests-hostile-ctl", inbox_prefix=inbox_prefix("ctl")
+    )
     try:
         await wait_serving(nc, BYSTANDER)
         for verb, body in (

@@ -62,7 +62,7 @@ from .state import Leg, UserState
 MAX_NAME = 64
 MAX_REASON = 500
 PAPER_PREFIX = "paper-"  # `paper-<user>`: that user's own paper account, nobody else's
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
 
 
 class CommandContext(msgspec.Struct, frozen=True, kw_only=True):

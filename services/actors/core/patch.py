@@ -54,7 +54,11 @@ def apply_patch(
     data: dict[str, Any] = msgspec.to_builtins(settings)
     for key, value in patch.items():
         if not isinstance(key, str) or not key:
-            raise ControlError(ErrorCode.UNKNOWN_FIELD, f"setting {key!r} is not a field name")
+            raise ControlError(
+                ErrorCode.UNKNOWN_FIELD,
+                f"setting {key!r} is not a field name",
+                field=key if isinstance(key, str) else repr(key),
+            )
         _set_path(data, ALIASES.get(key, key), value)
     updated = convert_settings(data, UserSettings)
     old = msgspec.to_builtins(settings)

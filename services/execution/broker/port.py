@@ -34,7 +34,7 @@ MAX_CLIENT_ID = 20
 MAX_COMMENT = 6
 # MetaApi stores clientId inside the MT comment: both together must fit in 26 characters.
 MAX_CLIENT_ID_PLUS_COMMENT = 26
-_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+\Z")
 
 
 class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -592,7 +592,7 @@ def test_settings_back_to_default_shares_default_object() -> None:
         ({"risk.trading_hours": {"bad": 1}}, ErrorCode.UNKNOWN_FIELD, "risk.trading_hours.bad"),
         ({"lot.fixed_lot": float("nan")}, ErrorCode.INVALID_VALUE, "lot.fixed_lot"),
         ({"require_sl": "no"}, ErrorCode.INVALID_VALUE, "require_sl"),
-        ({"": 1}, ErrorCode.UNKNOWN_FIELD, None),
+        ({"": 1}, ErrorCode.UNKNOWN_FIELD, ""),
     ],
 )
 def test_settings_patch_errors_name_the_field(
