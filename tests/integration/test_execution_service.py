@@ -594,3 +594,48 @@ async def test_recovery_when_one_account_unreachable_then_others_trade_and_it_wa
         [far_sent.intent.intent_id, far_new.intent_id]
     )
     assert execution.stats()["recovering"] == []
+
+
+async def test_outcome_unknown_while_trading_then_account_recovered_before_its_next_order(
+    stack: Stack,
+) -> None:
+    # arrange: u3's broker carries out an order, the answer is lost and its terminal
+    # goes away, so the order cannot be looked up
+    broker = SwitchedBroker("paper-u3")
+    config = ExecutionConfig(
+        workers=4,
+        not_connected_base_s=0.001,
+        not_connected_max_s=0.002,
+        recovery_backoff_base_s=0.01,
+        recovery_backoff_max_s=0.05,
+    )
+    await stack.start_execution(config, directory=StubDirectory({"paper-u3": broker}))
+    execution = stack.execution
+    assert execution is not None
+    lost, after = intent(user="u3"), intent(user="u3")
+    broker.lose_next_answer("place_order", then="down")
+
+    # act
+    await stack.send(verdict(lost))
+    await _until(
+        "retried",
+        lambda: any(r["attempts"] >= 2 for r in execution.stats()["recovering"]),
+    )
+    await stack.send(verdict(after))
+    # both wait in u3's queue: `after`, and `lost` delivered again after its nak
+    await _until("queued", lambda: execution.stats()["queued"] >= 2)
+    placed_while_down = [c for c in broker.calls if c[0] == "place_order" and c[1] != "up"]
+    broker.switch("up")
+    after_report = await stack.report_for(after.intent_id)
+    lost_report = await stack.report_for(lost.intent_id)
+
+    # assert: nothing was sent while the lost order was unknown; it was found, not resent
+    assert placed_while_down == []
+    assert (lost_report.status, after_report.status) == ("filled", "filled")
+    positions = await broker.paper.positions()
+    assert sorted(p.client_id for p in positions) == sorted(
+        [client_id_for(lost.intent_id), client_id_for(after.intent_id)]
+    )
+    stored = await stack.stream_reports("u3")
+    assert sorted(r.intent_id for r in stored) == sorted([lost.intent_id, after.intent_id])
+    assert execution.stats()["recovering"] == []

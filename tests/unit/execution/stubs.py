@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from contracts.orders import OrderIntent
-from services.execution.broker.port import NotConnected
+from services.execution.broker.port import NotConnected, OutcomeUnknown
 from services.execution.events import OrderSubmitting
 from services.execution.ids import client_id_for
 
@@ -79,7 +79,9 @@ class ScriptedBroker:
 class SwitchedBroker:
     """A `PaperBroker` behind a switch, for an account whose terminal goes away:
     `"up"` serves calls, `"down"` raises `NotConnected`, `"hang"` keeps calls waiting
-    until the switch moves. Every call is recorded as (method, mode, args)."""
+    until the switch moves. `lose_next_answer(method, then)`: the next such call is
+    carried out, its answer lost (`OutcomeUnknown`), and the switch moves to `then`.
+    Every call is recorded as (method, mode, args)."""
 
     def __init__(self, account_id: str, mode: str = "up") -> None:
         from services.execution.broker.paper import PaperBroker
@@ -89,6 +91,10 @@ class SwitchedBroker:
         self.mode = mode
         self.calls: list[tuple[str, str, tuple[Any, ...]]] = []
         self._moved = asyncio.Event()
+        self._lose: dict[str, str] = {}
+
+    def lose_next_answer(self, method: str, then: str) -> None:
+        self._lose[method] = then
 
     def switch(self, mode: str) -> None:
         self.mode = mode
@@ -104,7 +110,12 @@ class SwitchedBroker:
                 await self._moved.wait()
             if self.mode == "down":
                 raise NotConnected(f"the terminal of account {self.account_id} is not connected")
-            return await target(*args, **kw)
+            result = await target(*args, **kw)
+            then = self._lose.pop(name, None)
+            if then is not None:
+                self.switch(then)
+                raise OutcomeUnknown(f"the answer of {name} on {self.account_id} was lost")
+            return result
 
         return call
 
