@@ -120,6 +120,12 @@ class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     not_connected_max_s: float = 4.0
     unknown_attempts: int = 3
     spec_cache_s: float = 300.0
+    # recovery of accounts with orders whose outcome is unknown (recovery.py): how many
+    # at once, the back-off between attempts, and how long one attempt may take
+    recovery_concurrency: int = 16
+    recovery_backoff_base_s: float = 1.0
+    recovery_backoff_max_s: float = 60.0
+    recovery_attempt_timeout_s: float = 120.0
 
     @classmethod
     def from_env(cls, env: Any) -> ExecutionConfig:

@@ -5,6 +5,10 @@
 - Many accounts at once, at most `workers` jobs in flight overall.
 - Fair: an account with a long queue runs one job, then goes to the back of
   the ready line, so a burst for one account never starves the others.
+- Held accounts (`hold`/`release`): jobs queue in order but none is served
+  until release. Recovery holds an account while an order that may have
+  executed is looked up, so nothing else is sent for it meanwhile, and no
+  worker waits on it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class AccountScheduler:
         self._queues: dict[str, deque[tuple[Job, asyncio.Future[Any]]]] = {}
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._scheduled: set[str] = set()  # accounts in the ready line or being served
+        self._held: set[str] = set()
         self.in_flight = 0
         self.done = 0
 
@@ -35,10 +40,26 @@ class AccountScheduler:
         if queue is None:
             queue = self._queues[account] = deque()
         queue.append((job, future))
-        if account not in self._scheduled:
+        self._schedule(account)
+        return future
+
+    def _schedule(self, account: str) -> None:
+        if account not in self._scheduled and account not in self._held:
             self._scheduled.add(account)
             self._ready.put_nowait(account)
-        return future
+
+    def hold(self, account: str) -> None:
+        """Serve no further job of `account` until `release` (a job running now finishes)."""
+        self._held.add(account)
+
+    def release(self, account: str) -> None:
+        """Serve `account`'s queued jobs again, in their order."""
+        self._held.discard(account)
+        if self._queues.get(account):
+            self._schedule(account)
+
+    def held(self, account: str) -> bool:
+        return account in self._held
 
     @property
     def queued(self) -> int:
@@ -63,6 +84,9 @@ class AccountScheduler:
     async def _worker(self) -> None:
         while True:
             account = await self._ready.get()
+            if account in self._held:  # held while waiting in the ready line
+                self._scheduled.discard(account)
+                continue
             queue = self._queues[account]
             job, future = queue.popleft()
             try:
@@ -84,7 +108,9 @@ class AccountScheduler:
                         self.done += 1
 
             finally:
-                if queue:
+                if queue and account in self._held:
+                    self._scheduled.discard(account)  # `release` puts it back in line
+                elif queue:
                     self._ready.put_nowait(account)  # to the back of the line
                 else:
                     del self._queues[account]

@@ -10,9 +10,13 @@ the consumer tells JetStream it is still in progress.
 Exactly once (`executor.py`): `OrderSubmitting` before the broker call,
 the broker's client id derived from the intent id (`ids.client_id_for`),
 the report and its `orders.report.<user>` message in one transaction
-(outbox, msg id `report:<intent>:<status>`). At start, before consuming,
-every account with a submitting record and no report is recovered: its
-orders are looked up at the broker by client id before anything is resent.
+(outbox, msg id `report:<intent>:<status>`). At start, every account with a
+submitting record and no report is held and recovered in the background
+(`recovery.py`): its orders are looked up at the broker by client id before
+anything is resent, and its new verdicts queue until then; the consumer
+starts at once, so other accounts trade meanwhile. An order whose outcome
+stays unknown later (`OutcomeStillUnknown`) puts its account in recovery too.
+The health reply lists the accounts recovering (`recovering`).
 
 Control: `ctl.svc.execution.reconcile` `{"account_id": str?}` reconciles one
 account, or every account execution has sent orders for (`reconcile.py`);
@@ -62,10 +66,11 @@ from .directory import (
     RoutingDirectory,
     TokenResolver,
 )
-from .executor import CONSUMER, ExecutionConfig, ExecutionCore
+from .executor import CONSUMER, ExecutionConfig, ExecutionCore, OutcomeStillUnknown
 from .faults import FaultHook
 from .reconcile import Reconciler
-from .scheduler import AccountScheduler
+from .recovery import AccountRecovery
+from .scheduler import AccountScheduler, Job
 from .tokens import VaultTokenResolver
 
 log = logging.getLogger("sigrelay.execution")
@@ -108,12 +113,12 @@ class ExecutionService:
         self.core: ExecutionCore | None = None
         self.scheduler: AccountScheduler | None = None
         self.reconciler: Reconciler | None = None
+        self.recovery: AccountRecovery | None = None
         self.consumer: JetStreamConsumer | None = None
         self.broker_events: BrokerEventWatcher | None = None
         self.ready = asyncio.Event()
         self.approved = 0
         self.rejected_verdicts = 0
-        self.recovered_at_start = 0
         self._waiting: dict[asyncio.Future[Any], Msg] = {}
 
     @property
@@ -145,11 +150,19 @@ class ExecutionService:
             sweep_per_s=config.broker_events_sweep_per_s,
         )
         self.reconciler = Reconciler(core, catch_up=watcher.poll)
+        recovery = self.recovery = AccountRecovery(
+            scheduler,
+            core.recover,
+            concurrency=config.recovery_concurrency,
+            backoff_base_s=config.recovery_backoff_base_s,
+            backoff_max_s=config.recovery_backoff_max_s,
+            attempt_timeout_s=config.recovery_attempt_timeout_s,
+        )
         tasks = [asyncio.create_task(scheduler.run(), name="execution.scheduler")]
         micro = None
         notices = None
         try:
-            await self._recover_all(ctx)
+            await self._recover_all(ctx)  # holds those accounts before any verdict is taken
             micro = ctx.micro
             if micro is None:  # run without the host (tests, bench): register our own
                 micro = await add_service(
@@ -183,6 +196,7 @@ class ExecutionService:
             self.ready.set()
             await asyncio.gather(*tasks)
         finally:
+            await recovery.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -209,24 +223,29 @@ class ExecutionService:
         return sorted(row[0].removeprefix("account-") for row in rows)
 
     async def _recover_all(self, ctx: ServiceContext) -> None:
-        """Finish every order sent without a report, before taking new work."""
-        assert self.core is not None and self.scheduler is not None
-        core, scheduler = self.core, self.scheduler
+        """Hold and recover, in the background, every account with an order sent without
+        a report: only those accounts wait for their broker, the others trade at once."""
+        assert self.recovery is not None
         accounts = await self._accounts(ctx, _INFLIGHT_ACCOUNTS)
-        if not accounts:
-            return
-        log.info("execution: recovering orders of %d accounts", len(accounts))
-        futures = [
-            scheduler.submit(a, lambda a=a: core.recover(a))  # type: ignore[misc]
-            for a in accounts
-        ]
-        for account, result in zip(
-            accounts, await asyncio.gather(*futures, return_exceptions=True), strict=True
-        ):
-            if isinstance(result, BaseException):
-                log.warning("execution: could not recover %s yet: %r", account, result)
-            else:
-                self.recovered_at_start += len(result)
+        if accounts:
+            log.info("execution: recovering orders of %d accounts", len(accounts))
+        for account in accounts:
+            self.recovery.start(account)
+
+    def _guarded(self, account: str, job: Job) -> Job:
+        """`job` in the account's queue; if it leaves an order whose outcome is unknown,
+        the account is held and recovered before anything else is sent for it."""
+        recovery = self.recovery
+        assert recovery is not None
+
+        async def run() -> Any:
+            try:
+                return await job()
+            except OutcomeStillUnknown:
+                recovery.start(account)  # no await before the worker takes the next job
+                raise
+
+        return run
 
     async def _reconcile_known(self, ctx: ServiceContext) -> None:
         try:
@@ -240,15 +259,34 @@ class ExecutionService:
     async def reconcile(self, accounts: list[str]) -> list[dict[str, Any]]:
         """Reconcile accounts (each in its account's queue, behind its pending intents)."""
         assert self.scheduler is not None and self.reconciler is not None
-        reconciler, scheduler = self.reconciler, self.scheduler
+        assert self.recovery is not None
+        reconciler, scheduler, recovery = self.reconciler, self.scheduler, self.recovery
+        # an account in recovery would answer only once its broker does: say so now
+        busy = {a: recovery.status(a) for a in accounts if recovery.recovering(a)}
         futures = [
-            scheduler.submit(a, lambda a=a: reconciler.reconcile(a))  # type: ignore[misc]
+            scheduler.submit(
+                a,
+                self._guarded(a, lambda a=a: reconciler.reconcile(a)),  # type: ignore[misc]
+            )
             for a in accounts
+            if a not in busy
         ]
+        results = iter(await asyncio.gather(*futures, return_exceptions=True))
         out: list[dict[str, Any]] = []
-        for account, result in zip(
-            accounts, await asyncio.gather(*futures, return_exceptions=True), strict=True
-        ):
+        for account in accounts:
+            status = busy.get(account)
+            if status is not None:
+                out.append(
+                    {
+                        "account_id": account,
+                        "ok": False,
+                        "error": f"recovering orders of unknown outcome since"
+                        f" {status.as_dict()['since']} ({status.attempts} attempts,"
+                        f" last error: {status.last_error or 'none yet'})",
+                    }
+                )
+                continue
+            result = next(results)
             if isinstance(result, BaseException):
                 out.append({"account_id": account, "ok": False, "error": repr(result)})
             else:
@@ -290,8 +328,9 @@ class ExecutionService:
         assert self.core is not None and self.scheduler is not None
         self.approved += 1
         core = self.core
+        account = verdict.intent.account_id
         future = self.scheduler.submit(
-            verdict.intent.account_id, in_current_context(lambda: core.execute(verdict))
+            account, self._guarded(account, in_current_context(lambda: core.execute(verdict)))
         )
         self._waiting[future] = msg  # `_keep_alive` tells JetStream we are still on it
         try:
@@ -315,7 +354,8 @@ class ExecutionService:
         return {
             "approved": self.approved,
             "rejected_verdicts": self.rejected_verdicts,
-            "recovered_at_start": self.recovered_at_start,
+            "recovered_at_start": self.recovery.recovered_orders if self.recovery else 0,
+            **(self.recovery.stats() if self.recovery else {}),
             "queued": sched.queued if sched else 0,
             "in_flight": sched.in_flight if sched else 0,
             **(self.core.stats() if self.core else {}),

@@ -26,7 +26,7 @@ from eventstore import EventStore
 from eventstore.migrate import migrate
 from services.execution.broker.paper_client import PaperBrokerClient
 from services.execution.broker.port import OrderRequest, Position
-from services.execution.events import account_stream
+from services.execution.events import OrderSubmitting, account_stream
 from services.execution.executor import ExecutionConfig
 from services.execution.faults import FAULT_ENV, KILL_AFTER_BROKER_ACCEPT
 from services.execution.ids import client_id_for
@@ -37,6 +37,7 @@ from services.runtime.service import ServiceContext
 from tests.support import inprocess
 from tests.support.processes import start_service, stop
 from tests.support.streams import reports_in_stream
+from tests.unit.execution.stubs import StubDirectory, SwitchedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -121,9 +122,13 @@ class Stack:
         self._running["paper"] = (inprocess.start(self.paper, ctx, relay_poll_s=None), ctx)
         await asyncio.wait_for(self.paper.ready.wait(), 10)
 
-    async def start_execution(self, config: ExecutionConfig | None = None) -> None:
+    async def start_execution(
+        self, config: ExecutionConfig | None = None, *, directory: Any = None
+    ) -> None:
         ctx = await self._context("execution")
-        self.execution = ExecutionService(config or ExecutionConfig(workers=16))
+        self.execution = ExecutionService(
+            config or ExecutionConfig(workers=16), directory=directory
+        )
         self._running["execution"] = (inprocess.start(self.execution, ctx), ctx)
         await asyncio.wait_for(self.execution.ready.wait(), 10)
 
@@ -487,3 +492,150 @@ async def test_kill_after_broker_accept_then_restart_one_position_one_report(
             stop(proc)
         await admin.close()
         await store.close()
+
+
+# --- recovery at start: one unreachable account holds only its own orders ------------
+
+
+async def _until(what: str, check: Any, within_s: float = 20.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not {what} after {within_s}s")
+        await asyncio.sleep(0.02)
+
+
+async def _in_flight(stack: Stack, order: OrderIntent) -> OrderSubmitting:
+    """What a crash between the broker call and its report leaves: a submitting record."""
+    sub = OrderSubmitting(
+        id=new_id(),
+        ts=now_ns(),
+        correlation_id=order.signal_id,
+        intent=order,
+        client_id=client_id_for(order.intent_id),
+        verdict_id=new_id(),
+    )
+    await stack.log.append(
+        account_stream(order.account_id),
+        0,
+        [sub],
+        idempotency_key=order.intent_id,
+        processed=[("execution", order.intent_id)],
+    )
+    return sub
+
+
+async def test_recovery_when_one_account_unreachable_then_others_trade_and_it_waits_its_turn(
+    stack: Stack,
+) -> None:
+    # arrange: two accounts with an order in flight; u2's had executed at its broker,
+    # and u2's terminal does not answer (calls hang) when execution starts
+    near = SwitchedBroker("paper-u1")
+    far = SwitchedBroker("paper-u2")
+    near_sent = await _in_flight(stack, intent(user="u1"))
+    far_sent = await _in_flight(stack, intent(user="u2"))
+    await far.paper.place_order(
+        OrderRequest(client_id=far_sent.client_id, symbol="XAUUSD", side="buy", volume=0.1)
+    )
+    far.switch("hang")
+    config = ExecutionConfig(
+        workers=4,
+        not_connected_base_s=0.001,
+        not_connected_max_s=0.002,
+        recovery_backoff_base_s=0.01,
+        recovery_backoff_max_s=0.05,
+    )
+    await stack.start_execution(
+        config, directory=StubDirectory({"paper-u1": near, "paper-u2": far})
+    )
+    execution = stack.execution
+    assert execution is not None
+
+    # act: new orders for both accounts while u2 is unreachable
+    near_new, far_new = intent(user="u1"), intent(user="u2")
+    await stack.send(verdict(near_new))
+    near_report = await stack.report_for(near_new.intent_id)
+    await stack.send(verdict(far_new))
+    await _until("taken", lambda: execution.approved == 2)
+    far.switch("down")
+    await _until(
+        "retried",
+        lambda: any(r["attempts"] >= 2 for r in execution.stats()["recovering"]),
+    )
+    recovering = execution.stats()["recovering"]
+
+    # assert: u1 traded at once; u2 waits, listed in health, nothing new sent for it
+    assert near_report.status == "filled"
+    assert (await stack.report_for(near_sent.intent.intent_id)).status == "filled"
+    assert [r["account_id"] for r in recovering] == ["paper-u2"]
+    assert recovering[0]["since"] and recovering[0]["since_ns"] <= now_ns()
+    assert "paper-u2 is not connected" in recovering[0]["last_error"]
+    assert [c for c in far.calls if c[0] != "find_by_client_id"] == []
+    assert all(r.intent_id != far_new.intent_id for r in stack.reports)
+
+    # act: u2's terminal is back
+    far.switch("up")
+    far_new_report = await stack.report_for(far_new.intent_id)
+    far_sent_report = await stack.report_for(far_sent.intent.intent_id)
+
+    # assert: the order in flight was looked up, not resent; the queued one went after
+    assert far_sent_report.status == "filled"
+    assert far_new_report.status == "filled"
+    up_calls = [(name, args) for name, mode, args in far.calls if mode == "up"]
+    assert up_calls[0] == ("find_by_client_id", (far_sent.client_id,))
+    placed = [args[0].client_id for name, args in up_calls if name == "place_order"]
+    assert placed == [client_id_for(far_new.intent_id)]
+    positions = await far.paper.positions()
+    assert sorted(p.client_id for p in positions) == sorted(
+        [far_sent.client_id, client_id_for(far_new.intent_id)]
+    )
+    stored = await stack.stream_reports("u2")
+    assert sorted(r.intent_id for r in stored) == sorted(
+        [far_sent.intent.intent_id, far_new.intent_id]
+    )
+    assert execution.stats()["recovering"] == []
+
+
+async def test_outcome_unknown_while_trading_then_account_recovered_before_its_next_order(
+    stack: Stack,
+) -> None:
+    # arrange: u3's broker carries out an order, the answer is lost and its terminal
+    # goes away, so the order cannot be looked up
+    broker = SwitchedBroker("paper-u3")
+    config = ExecutionConfig(
+        workers=4,
+        not_connected_base_s=0.001,
+        not_connected_max_s=0.002,
+        recovery_backoff_base_s=0.01,
+        recovery_backoff_max_s=0.05,
+    )
+    await stack.start_execution(config, directory=StubDirectory({"paper-u3": broker}))
+    execution = stack.execution
+    assert execution is not None
+    lost, after = intent(user="u3"), intent(user="u3")
+    broker.lose_next_answer("place_order", then="down")
+
+    # act
+    await stack.send(verdict(lost))
+    await _until(
+        "retried",
+        lambda: any(r["attempts"] >= 2 for r in execution.stats()["recovering"]),
+    )
+    await stack.send(verdict(after))
+    # both wait in u3's queue: `after`, and `lost` delivered again after its nak
+    await _until("queued", lambda: execution.stats()["queued"] >= 2)
+    placed_while_down = [c for c in broker.calls if c[0] == "place_order" and c[1] != "up"]
+    broker.switch("up")
+    after_report = await stack.report_for(after.intent_id)
+    lost_report = await stack.report_for(lost.intent_id)
+
+    # assert: nothing was sent while the lost order was unknown; it was found, not resent
+    assert placed_while_down == []
+    assert (lost_report.status, after_report.status) == ("filled", "filled")
+    positions = await broker.paper.positions()
+    assert sorted(p.client_id for p in positions) == sorted(
+        [client_id_for(lost.intent_id), client_id_for(after.intent_id)]
+    )
+    stored = await stack.stream_reports("u3")
+    assert sorted(r.intent_id for r in stored) == sorted([lost.intent_id, after.intent_id])
+    assert execution.stats()["recovering"] == []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from contracts.orders import OrderIntent
+from services.execution.broker.port import NotConnected, OutcomeUnknown
 from services.execution.events import OrderSubmitting
 from services.execution.ids import client_id_for
 
@@ -72,3 +74,60 @@ class ScriptedBroker:
             return await target(*args, **kw)
 
         return call
+
+
+class SwitchedBroker:
+    """A `PaperBroker` behind a switch, for an account whose terminal goes away:
+    `"up"` serves calls, `"down"` raises `NotConnected`, `"hang"` keeps calls waiting
+    until the switch moves. `lose_next_answer(method, then)`: the next such call is
+    carried out, its answer lost (`OutcomeUnknown`), and the switch moves to `then`.
+    Every call is recorded as (method, mode, args)."""
+
+    def __init__(self, account_id: str, mode: str = "up") -> None:
+        from services.execution.broker.paper import PaperBroker
+
+        self.account_id = account_id
+        self.paper = PaperBroker()
+        self.mode = mode
+        self.calls: list[tuple[str, str, tuple[Any, ...]]] = []
+        self._moved = asyncio.Event()
+        self._lose: dict[str, str] = {}
+
+    def lose_next_answer(self, method: str, then: str) -> None:
+        self._lose[method] = then
+
+    def switch(self, mode: str) -> None:
+        self.mode = mode
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.paper, name)
+
+        async def call(*args: Any, **kw: Any) -> Any:
+            self.calls.append((name, self.mode, args))
+            while self.mode == "hang":
+                await self._moved.wait()
+            if self.mode == "down":
+                raise NotConnected(f"the terminal of account {self.account_id} is not connected")
+            result = await target(*args, **kw)
+            then = self._lose.pop(name, None)
+            if then is not None:
+                self.switch(then)
+                raise OutcomeUnknown(f"the answer of {name} on {self.account_id} was lost")
+            return result
+
+        return call
+
+
+class StubDirectory:
+    """A `BrokerDirectory` handing out the given broker of each account."""
+
+    def __init__(self, brokers: dict[str, Any]) -> None:
+        self.brokers = brokers
+
+    async def broker_for(self, account_id: str, user_id: str) -> Any:
+        return self.brokers[account_id]
+
+    async def close(self) -> None:
+        pass

@@ -125,3 +125,42 @@ async def test_scheduler_when_stopped_then_waiting_submitters_are_released() -> 
     await asyncio.gather(task, return_exceptions=True)
 
     assert running.cancelled() and waiting.cancelled()
+
+
+async def test_scheduler_when_account_held_then_its_jobs_wait_and_others_run(
+    start: Start,
+) -> None:
+    scheduler = start(2)
+    log: list[str] = []
+    scheduler.hold("a")
+    held = [scheduler.submit("a", _job(log, f"a{i}")) for i in range(3)]
+
+    await scheduler.submit("b", _job(log, "b0"))
+
+    assert log == ["b0"]
+    assert not any(f.done() for f in held)
+    scheduler.release("a")
+    assert await asyncio.gather(*held) == ["a0", "a1", "a2"]
+    assert log == ["b0", "a0", "a1", "a2"]
+
+
+async def test_scheduler_when_held_by_its_running_job_then_next_job_waits_for_release(
+    start: Start,
+) -> None:
+    scheduler = start(2)
+    log: list[str] = []
+
+    async def holding() -> str:
+        scheduler.hold("a")  # as recovery does from a job that left an unknown outcome
+        log.append("a0")
+        return "a0"
+
+    first = scheduler.submit("a", holding)
+    second = scheduler.submit("a", _job(log, "a1"))
+    await first
+    await scheduler.submit("b", _job(log, "b0"))
+
+    assert not second.done()
+    assert log == ["a0", "b0"]
+    scheduler.release("a")
+    assert await second == "a1"
