@@ -19,7 +19,7 @@ from typing import Any
 
 from contracts import subjects
 from eventstore.migrate import migrate
-from services.runtime import bus
+from services.runtime import bus, lifeline
 from services.runtime.infrastructure import Infrastructure
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams
@@ -110,7 +110,7 @@ class Supervisor:
         self._restart_dead()
 
     def _spawn(self, child: Child) -> None:
-        env = dict(os.environ)
+        env = lifeline.child_env(dict(os.environ))
         env.update(
             SIGRELAY_HOME=str(self.settings.home),
             NATS_URL=self.infra.nats_url_for(child.name),
