@@ -266,3 +266,51 @@ def test_the_next_up_stops_services_a_dead_up_left_and_adopts_its_servers(home: 
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+# a stand-in supervisor: starts one service marked as its child, but without the
+# kernel's parent-death signal, then waits to be killed
+_STAND_IN = """
+import os, subprocess, sys, time
+env = dict(os.environ, SIGRELAY_SUPERVISOR_PID=str(os.getpid()))
+env.pop("SIGRELAY_PARENT_DEATH_SIGNAL", None)
+with open(sys.argv[1], "ab") as log:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "services.runtime.cli", "service", "audit"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_service_stops_when_its_supervisor_dies_without_the_kernel_telling_it(
+    home: Path, nats_url: str, database_url: str
+):
+    """The parent-pid watch alone (where prctl is missing or the signal was lost)."""
+    home.mkdir(parents=True)
+    log = home / "audit.log"
+    env = dict(os.environ, SIGRELAY_HOME=str(home), NATS_URL=nats_url, DATABASE_URL=database_url)
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", _STAND_IN, str(log)], cwd=REPO, env=env, stdout=subprocess.PIPE
+    )
+    try:
+        assert stand_in.stdout is not None
+        service = int(stand_in.stdout.readline())
+        _wait_for(
+            "audit serving",
+            lambda: log.exists() and b"audit: serving" in log.read_bytes(),
+            120,
+        )
+        stand_in.kill()
+        stand_in.wait()
+        _wait_for(
+            f"audit (pid {service}) exits after its supervisor was killed",
+            lambda: _gone(service),
+            DEADLINE_S,
+        )
+        assert f"supervisor pid {stand_in.pid} is gone" in log.read_text()
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
+            stand_in.wait()
