@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -181,24 +182,38 @@ def running_supervisor(home: Path) -> int | None:
 def stop_processes(procs: dict[str, Proc], *, wait_s: float = STOP_WAIT_S) -> list[str]:
     """SIGTERM (and SIGCONT, should one be stopped) each live one, SIGKILL what is
     still there after `wait_s`; the names of those that had to be killed."""
-    live = {name: p for name, proc in procs.items() if (p := proc.process()) is not None}
+    live = {name: p for name, p in procs.items() if p.process() is not None}
     for name, proc in live.items():
         log.warning("stopping leftover %s (pid %d)", name, proc.pid)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-            proc.send_signal(signal.SIGCONT)
-    _, still = psutil.wait_procs(list(live.values()), timeout=wait_s)
-    killed = []
-    for name, proc in live.items():
-        if proc in still:
-            log.warning(
-                "leftover %s (pid %d) ignored SIGTERM for %.0fs; killing it", name, proc.pid, wait_s
-            )
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-            killed.append(name)
-    psutil.wait_procs(still, timeout=10)
+        _signal(proc, signal.SIGTERM)
+        _signal(proc, signal.SIGCONT)
+    if _wait_gone(live.values(), wait_s):
+        return []
+    killed = [name for name, proc in live.items() if proc.alive()]
+    for name in killed:
+        log.warning("leftover %s (pid %d) ignored SIGTERM; killing it", name, live[name].pid)
+        _signal(live[name], signal.SIGKILL)
+    _wait_gone(live.values(), 10)
     return killed
+
+
+def _signal(proc: Proc, sig: signal.Signals) -> None:
+    found = proc.process()
+    if found is not None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.send_signal(sig)
+
+
+def _wait_gone(procs: Iterable[Proc], within_s: float) -> bool:
+    # polled, not waited for: they are not our children, and a zombie counts as gone
+    # (their new parent may reap it late)
+    pending = list(procs)
+    deadline = time.monotonic() + within_s
+    while pending := [p for p in pending if p.alive()]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def clean_up_after(home: Path, record: UpRecord, *, servers: bool) -> None:
