@@ -259,9 +259,14 @@ def watch(home: Path, supervisor: int) -> int:
     while lifeline.supervisor_alive(supervisor):
         time.sleep(lifeline.CHECK_EVERY_S)
     lock = UpLock(home)
-    if not lock.try_acquire():
-        log.info("supervisor %d is gone and %s is held; leaving the rest to it", supervisor, home)
-        return 0
+    deadline = time.monotonic() + 120
+    while not lock.try_acquire():
+        # held by a new `up` (it takes over), or only for a moment by a look at it
+        holder = lock.holder()
+        if holder is not None or time.monotonic() > deadline:
+            log.info("supervisor %d is gone and %s is held; leaving the rest", supervisor, home)
+            return 0
+        time.sleep(0.2)
     try:
         record = read_record(home)
         if record is None or record.supervisor.pid != supervisor:
