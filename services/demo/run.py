@@ -20,7 +20,7 @@ from services.demo.population import CHANNELS, create_users
 from services.demo.script import build_script
 from services.ingest.inject import inject
 from services.runtime.settings import RuntimeSettings
-from services.runtime.supervisor import Supervisor, running_supervisor
+from services.runtime.supervisor import AlreadyUp, Supervisor, running_supervisor
 
 SERVICES = ("ingest", "actors", "risk", "execution", "paper", "audit")
 QUOTED = ("XAUUSD", "EURUSD", "US30")
@@ -147,7 +147,11 @@ async def run_demo(settings: RuntimeSettings, *, users: int = 1000) -> int:
     started = time.monotonic()
     supervisor = Supervisor(settings, SERVICES)
     progress.note("starting NATS, Postgres and the services…")
-    await supervisor.prepare()
+    try:
+        await supervisor.prepare()
+    except AlreadyUp as exc:
+        progress.note(f"{exc}; stop it first.")
+        return 2
     ensure_channels(settings)
     supervisor.start_children()
     try:

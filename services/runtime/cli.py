@@ -35,6 +35,17 @@ def _cmd_up(args: argparse.Namespace, settings: RuntimeSettings) -> int:
 
 
 def _cmd_service(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from services.runtime import lifeline
+
+    supervisor = lifeline.supervisor_pid(settings.env)
+    if supervisor is not None:
+        lifeline.ask_parent_death_signal(settings.env)
+        if not lifeline.supervisor_alive(supervisor):  # it died before the kernel was asked
+            print(
+                f"sigrelay service {args.name}: supervisor pid {supervisor} is gone; not starting",
+                file=sys.stderr,
+            )
+            return 1
     from services.runtime.host import run_service
 
     _run(run_service(args.name, settings))

@@ -1,7 +1,8 @@
 """Runs one service in this process: connects to the bus and the event log,
 keeps a standby outbox relay, registers the service with the NATS services
 API (so `nats micro ls` and `$SRV.STATS` see it), and shuts down cleanly on
-SIGTERM or SIGINT: stop taking work, drain the bus, close the pool."""
+SIGTERM or SIGINT, or when the `sigrelay up` that started it dies: stop taking
+work, drain the bus, close the pool."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import logging
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -21,7 +23,7 @@ from contracts.control import encode_reply, ok
 from eventstore import EventStore
 from eventstore.migrate import migrate
 from eventstore.outbox import OutboxRelay
-from services.runtime import bus, registry
+from services.runtime import bus, lifeline, registry
 from services.runtime.consumer import recreated_durables
 from services.runtime.infrastructure import Infrastructure
 from services.runtime.metrics import init_metrics
@@ -127,6 +129,11 @@ async def run_service(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+        supervisor = lifeline.supervisor_pid(settings.env)
+        if supervisor is not None:  # started by `sigrelay up`: never outlive it
+            lifeline.watch_supervisor(
+                supervisor, partial(asyncio.get_running_loop().call_soon_threadsafe, stop.set)
+            )
         tasks = [
             asyncio.create_task(service.run(ctx), name=f"{name}.run"),
             asyncio.create_task(relay.run(), name=f"{name}.relay"),

@@ -18,6 +18,7 @@ class Infrastructure:
         self._nats: EmbeddedNats | None = None
         self._postgres: EmbeddedPostgres | None = None
         self._database_url = settings.database_url
+        self._adopted: set[str] = set()
 
     def start(self) -> Infrastructure:
         home = self.settings.home
@@ -52,15 +53,31 @@ class Infrastructure:
     def embedded_postgres(self) -> EmbeddedPostgres | None:
         return self._postgres
 
+    def adopt(self, *, nats_pid: int | None, postgres_pid: int | None) -> None:
+        """Take over stopping the embedded servers with these pids, which this process
+        attached to and whose starter (a SIGKILLed `sigrelay up`) is dead."""
+        if self._nats is not None and nats_pid is not None and self._nats.pid == nats_pid:
+            self._nats.adopt()
+            self._adopted.add("nats")
+        pg = self._postgres
+        if pg is not None and postgres_pid is not None and pg.pid == postgres_pid:
+            pg.adopt()
+            self._adopted.add("postgres")
+
+    def _how(self, name: str, started_here: bool) -> str:
+        if name in self._adopted:
+            return "adopted"
+        return "started" if started_here else "attached"
+
     def describe(self) -> dict[str, str]:
         nats = (
-            f"embedded at {self._nats.url} ({'started' if self._nats.started_here else 'attached'})"
+            f"embedded at {self._nats.url} ({self._how('nats', self._nats.started_here)})"
             if self._nats
             else "external (NATS_URL)"
         )
         pg = (
             f"embedded at {self.database_url} "
-            f"({'started' if self._postgres.started_here else 'attached'})"
+            f"({self._how('postgres', self._postgres.started_here)})"
             if self._postgres
             else "external (DATABASE_URL)"
         )

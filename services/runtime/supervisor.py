@@ -1,6 +1,11 @@
 """`sigrelay up`: bring up the servers and every service, each service in its
 own process (so one can die, or be killed, without the others), restart a
-service that dies, and on Ctrl-C stop everything this run started."""
+service that dies, and on Ctrl-C stop everything this run started.
+
+One supervisor per state directory (services/runtime/upstate.py holds the lock and
+the record of what runs), and its services die with it, SIGKILL included
+(services/runtime/lifeline.py); what a SIGKILLed one left is stopped by its watcher,
+or else by the next `up` before it starts anything."""
 
 from __future__ import annotations
 
@@ -19,10 +24,13 @@ from typing import Any
 
 from contracts import subjects
 from eventstore.migrate import migrate
-from services.runtime import bus
+from services.runtime import bus, lifeline, upstate
 from services.runtime.infrastructure import Infrastructure
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams
+from services.runtime.upstate import AlreadyUp, Proc, UpRecord, running_supervisor
+
+__all__ = ["AlreadyUp", "Child", "Supervisor", "running_supervisor"]
 
 log = logging.getLogger("sigrelay.supervisor")
 
@@ -36,35 +44,44 @@ class Child:
     log_path: Path = field(default_factory=Path)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def running_supervisor(home: Path) -> int | None:
-    """The pid of a live `sigrelay up` for this state directory, if any."""
-    try:
-        pid = int((home / "up.pid").read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _pid_alive(pid) else None
-
-
 class Supervisor:
     def __init__(self, settings: RuntimeSettings, services: Sequence[str]) -> None:
         self.settings = settings
         self.children = [Child(name) for name in services]
         self.infra = Infrastructure(settings)
         self._stopping = False
+        self._lock: upstate.UpLock | None = None
+        self._watcher: subprocess.Popen[bytes] | None = None
+        self._servers: dict[str, Proc | None] = {"nats": None, "postgres": None}
 
     async def prepare(self) -> None:
-        """Start or attach to the servers, migrate, and create the streams."""
-        self.infra.start()
+        """Take the state directory (AlreadyUp if a live `up` has it), stop what a dead
+        one left, start or attach to the servers, migrate, and create the streams."""
+        home = self.settings.home
+        self._lock = upstate.claim(home)
+        previous = upstate.read_record(home)
+        if previous is not None:
+            log.warning(
+                "a previous `up` (pid %d) died without stopping; stopping its services",
+                previous.supervisor.pid,
+            )
+            await asyncio.to_thread(upstate.clean_up_after, home, previous, servers=False)
+        self._watcher = upstate.spawn_watcher(home)
+        try:
+            self.infra.start()
+            if previous is not None:  # its servers are ours to stop now
+                self.infra.adopt(
+                    nats_pid=previous.nats.pid if previous.nats else None,
+                    postgres_pid=previous.postgres.pid if previous.postgres else None,
+                )
+        finally:
+            for name, server in (
+                ("nats", self.infra.embedded_nats),
+                ("postgres", self.infra.embedded_postgres),
+            ):
+                pid = server.pid if server is not None and server.started_here else None
+                self._servers[name] = Proc.of(pid) if pid is not None else None
+            self._write_record()
         await migrate(self.infra.database_url)
         nc = await bus.connect(self.infra.nats_url_for("admin"), "sigrelay-supervisor")
         try:
@@ -109,8 +126,27 @@ class Supervisor:
         """Restart children that died (call it periodically)."""
         self._restart_dead()
 
+    def _write_record(self) -> None:
+        me = Proc.of(os.getpid())
+        assert me is not None
+        services = {}
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                proc = Proc.of(child.proc.pid)
+                if proc is not None:
+                    services[child.name] = proc
+        watcher = Proc.of(self._watcher.pid) if self._watcher is not None else None
+        record = UpRecord(
+            supervisor=me,
+            services=services,
+            nats=self._servers["nats"],
+            postgres=self._servers["postgres"],
+            watcher=watcher,
+        )
+        upstate.write_record(self.settings.home, record)
+
     def _spawn(self, child: Child) -> None:
-        env = dict(os.environ)
+        env = lifeline.child_env(dict(os.environ))
         env.update(
             SIGRELAY_HOME=str(self.settings.home),
             NATS_URL=self.infra.nats_url_for(child.name),
@@ -129,17 +165,19 @@ class Supervisor:
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
         )
         out.close()
+        self._write_record()  # before anything else: a SIGKILL now must find it
         child.last_start = time.monotonic()
         log.info("started %s (pid %d, log %s)", child.name, child.proc.pid, child.log_path)
 
     async def run(self) -> None:
-        home = self.settings.home
-        other = running_supervisor(home)
-        if other is not None:
-            print(f"sigrelay is already up for {home} (supervisor pid {other}); nothing to do.")
+        try:
+            await self.prepare()
+        except AlreadyUp as exc:
+            print(f"{exc}; nothing to do.")
             return
-        await self.prepare()
-        (home / "up.pid").write_text(str(os.getpid()))
+        except BaseException:
+            await self.shutdown()
+            raise
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -155,7 +193,6 @@ class Supervisor:
                     await asyncio.wait_for(stop.wait(), 0.5)
         finally:
             await self.shutdown()
-            (home / "up.pid").unlink(missing_ok=True)
 
     def _restart_dead(self) -> None:
         for child in self.children:
@@ -191,4 +228,11 @@ class Supervisor:
                 child.proc.kill()
                 child.proc.wait()
         self.infra.stop()
+        if self._lock is not None:
+            upstate.clear_record(self.settings.home)
+            if self._watcher is not None:
+                self._watcher.terminate()
+                await asyncio.to_thread(self._watcher.wait)
+            self._lock.release()
+            self._lock = None
         print("stopped.")
