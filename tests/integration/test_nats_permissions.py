@@ -38,8 +38,10 @@ ALL_USERS = list(PERMISSIONS)
 
 
 @pytest.fixture
-async def admin(embedded_nats_url: str) -> AsyncIterator[NATS]:
-    conn = await nats.connect(embedded_nats_url, name="test-admin")
+async def admin(isolated_nats: EmbeddedNats) -> AsyncIterator[NATS]:
+    # a server of the test's own: durables other tests left (audit's, say) would
+    # otherwise be bound to here, with their messages
+    conn = await nats.connect(isolated_nats.admin_url, name="test-admin")
     try:
         yield conn
     finally:
@@ -48,12 +50,12 @@ async def admin(embedded_nats_url: str) -> AsyncIterator[NATS]:
 
 @pytest.fixture
 async def client_for(
-    embedded_nats: EmbeddedNats,
+    isolated_nats: EmbeddedNats,
 ) -> AsyncIterator[Callable[..., Awaitable[ServiceClient]]]:
     opened: list[ServiceClient] = []
 
     async def open_as(user: str) -> ServiceClient:
-        client = await as_service(embedded_nats, user)
+        client = await as_service(isolated_nats, user)
         opened.append(client)
         return client
 
@@ -111,7 +113,7 @@ PUBLISH = [
     "row", [pytest.param(r, id=f"{r.user}-pub-{r.subject}-{r.allowed}") for r in PUBLISH]
 )
 async def test_publish_then_as_the_table_says(
-    embedded_nats: EmbeddedNats, admin: NATS, client_for, row: Pub
+    isolated_nats: EmbeddedNats, admin: NATS, client_for, row: Pub
 ):
     watcher = await Watcher(admin).start()
     client = await client_for(row.user)
@@ -120,7 +122,7 @@ async def test_publish_then_as_the_table_says(
     await client.nc.publish(row.subject, marker)
     errors = await client.permission_errors(
         row.subject,
-        mapped(row.subject, embedded_nats.partitions),
+        mapped(row.subject, isolated_nats.partitions),
         wait_s=0.0 if row.allowed else 5.0,
     )
 
@@ -397,7 +399,7 @@ async def test_ordered_consumer_then_as_the_table_says(
 
 
 async def test_audit_answering_a_users_status_request_then_impossible_and_actor_host_answers(
-    embedded_nats: EmbeddedNats, client_for
+    isolated_nats: EmbeddedNats, client_for
 ):
     """audit once subscribed to `ctl.>` and answered a user's request before the actor
     host, with a reply the client took. The host here answers only once audit's attempt
@@ -423,7 +425,7 @@ async def test_audit_answering_a_users_status_request_then_impossible_and_actor_
         await msg.respond(b'{"ok": true, "data": "genuine"}')
 
     await audit.nc.subscribe("ctl.>", cb=forge)
-    await actors.nc.subscribe(mapped(subject, embedded_nats.partitions), cb=genuine)
+    await actors.nc.subscribe(mapped(subject, isolated_nats.partitions), cb=genuine)
     await audit.nc.flush()
     await actors.nc.flush()
 
