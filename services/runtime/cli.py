@@ -211,6 +211,7 @@ def _cmd_audit(args: argparse.Namespace, settings: RuntimeSettings) -> int:
 
     from eventstore.migrate import migrate
     from services.audit import tools
+    from services.audit.keys import keys_for_verifying
 
     async def go() -> int:
         url, stop = _database(settings)
@@ -218,9 +219,15 @@ def _cmd_audit(args: argparse.Namespace, settings: RuntimeSettings) -> int:
             await migrate(url)
             command = args.audit_command
             if command == "verify":
-                report = await tools.verify(url)
+                keys = keys_for_verifying(settings.env, settings.home)
+                report = await tools.verify(url, keys)
                 print(json.dumps(msgspec.to_builtins(report), indent=None if args.json else 2))
-                return 0 if report.ok else 1
+                if not report.ok:
+                    return 1
+                if not report.authentic:
+                    print(f"sigrelay audit verify: {report.note}", file=sys.stderr)
+                    return 3
+                return 0
             if command == "export":
                 since = _parse_since(args.since)
                 count = await tools.export(url, since, sys.stdout)
@@ -316,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain = audit_sub.add_parser("explain", help="the whole story of one signal")
     explain.add_argument("--signal", required=True, help="signal id, e.g. gold:1234")
     explain.add_argument("--user", help="only this user")
-    verify = audit_sub.add_parser("verify", help="walk the hash chains; non-zero on tampering")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="walk the keyed hash chains: exit 1 on tampering, 3 if not provably authentic",
+    )
     verify.add_argument("--json", action="store_true")
     export = audit_sub.add_parser("export", help="audit records as JSON lines on stdout")
     export.add_argument("--since", help="ISO time or unix seconds")
