@@ -52,14 +52,26 @@ def _database(settings: RuntimeSettings) -> tuple[str, Callable[[], None]]:
     return pg.start(settings.home), pg.stop
 
 
-def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+async def _prepare(url: str, settings: RuntimeSettings) -> Any:
+    """Migrations, then the per-service roles (services/runtime/pg_roles.py)."""
     from eventstore.migrate import migrate
+    from services.runtime.pg_roles import ensure_roles
 
+    applied = await migrate(url)
+    return applied, await ensure_roles(url, settings.home)
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     url, stop = _database(settings)
     try:
-        applied = _run(migrate(url))
+        applied, access = _run(_prepare(url, settings))
         names = [f"{m.version:03d}_{m.name}" for m in applied]
-        print(json.dumps({"applied": names, "database": url}))
+        roles = sorted(access.passwords)  # names only: passwords stay in SIGRELAY_HOME
+        print(
+            json.dumps(
+                {"applied": names, "database": url, "roles": roles, "fallback": access.fallback}
+            )
+        )
     finally:
         stop()
     return 0
@@ -209,14 +221,15 @@ def _cmd_keys_rotate(args: argparse.Namespace, settings: RuntimeSettings) -> int
 def _cmd_audit(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     import msgspec
 
-    from eventstore.migrate import migrate
     from services.audit import tools
     from services.audit.keys import keys_for_verifying
+    from services.runtime.pg_roles import READONLY
 
     async def go() -> int:
-        url, stop = _database(settings)
+        admin_url, stop = _database(settings)
         try:
-            await migrate(url)
+            _applied, access = await _prepare(admin_url, settings)
+            url = access.url_for(READONLY)  # operator tools only ever read
             command = args.audit_command
             if command == "verify":
                 keys = keys_for_verifying(settings.env, settings.home)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from contracts import subjects
-from eventstore.migrate import migrate
 from services.runtime import bus
 from services.runtime.infrastructure import Infrastructure
 from services.runtime.settings import RuntimeSettings
@@ -65,7 +64,7 @@ class Supervisor:
     async def prepare(self) -> None:
         """Start or attach to the servers, migrate, and create the streams."""
         self.infra.start()
-        await migrate(self.infra.database_url)
+        await self.infra.prepare_database()
         nc = await bus.connect(self.infra.nats_url_for("admin"), "sigrelay-supervisor")
         try:
             await ensure_streams(bus.jetstream(nc))
@@ -110,11 +109,13 @@ class Supervisor:
         self._restart_dead()
 
     def _spawn(self, child: Child) -> None:
-        env = dict(os.environ)
+        # the settings' environment, not only ours: what the supervisor was
+        # configured with (master keys, audit key, …) is what its children run with
+        env = {**os.environ, **self.settings.env}
         env.update(
             SIGRELAY_HOME=str(self.settings.home),
             NATS_URL=self.infra.nats_url_for(child.name),
-            DATABASE_URL=self.infra.database_url,
+            DATABASE_URL=self.infra.database_url_for(child.name),  # its own role
             SIGRELAY_PARTITIONS=str(self.settings.partitions),
         )
         logs = self.settings.home / "logs"

@@ -8,6 +8,9 @@ import asyncio
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -589,3 +592,34 @@ async def test_stream_recreated_then_new_messages_at_old_positions_still_recorde
     )
     assert rows == [("ORDERS", 1, "oi-u1-1"), ("ORDERS@oi-u1-2", 1, "oi-u1-2")]
     assert (await verify(database_url, audit)).ok
+
+
+def cli_verify(database_url: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGRELAY_", "DATABASE_URL"))}
+    env.update(SIGRELAY_HOME=str(home), DATABASE_URL=database_url)
+    return subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "audit", "verify", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_cli_verify_with_the_key_then_0_and_without_it_3_saying_it_cannot_verify(
+    audit: Running, admin: NATS, database_url: str, tmp_path: Path
+):
+    for i in range(3):
+        await publish(admin, "orders.intent.u1", encode(intent("u1", i)), f"c{i}")
+    await wait_recorded(database_url, 3)
+
+    keyed = await asyncio.to_thread(cli_verify, database_url, audit.ctx.settings.home)
+    assert keyed.returncode == 0, keyed.stderr
+    assert json.loads(keyed.stdout)["authentic"] is True
+
+    keyless = await asyncio.to_thread(cli_verify, database_url, tmp_path / "no-key-here")
+    assert keyless.returncode == 3, keyless.stderr
+    assert json.loads(keyless.stdout)["ok"] is True
+    assert "cannot verify authenticity" in keyless.stderr
+    assert not (tmp_path / "no-key-here" / "master.key").exists()

@@ -22,6 +22,7 @@ from services.demo.observer import BusObserver
 from services.demo.run import latest_prices
 from services.ingest.inject import ScriptLine, inject
 from services.runtime.host import run_service
+from services.runtime.pg_roles import role_name
 from services.runtime.settings import RuntimeSettings
 from services.runtime.tracing import init_tracing
 from tests.support.control import ctl, wait_serving
@@ -154,3 +155,20 @@ async def test_control_request_with_token_then_no_plaintext_in_audit_or_spans(pi
     assert controls >= 2 and leaks == 0
     for span in EXPORTER.get_finished_spans():
         assert TOKEN[:16] not in msgspec.json.encode(dict(span.attributes or {})).decode()
+
+
+async def test_every_service_connects_with_its_own_least_privilege_role(pipeline):
+    _nc, _admin, database_url = pipeline
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT current_database()").fetchone()
+        assert row is not None
+        wanted = {role_name(str(row[0]), s) for s in SERVICES}
+
+    def connected() -> set[str]:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()"
+            ).fetchall()
+            return {str(r[0]) for r in rows}
+
+    await wait_for(lambda: wanted <= connected())
