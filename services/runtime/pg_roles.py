@@ -174,16 +174,26 @@ async def _ensure_role(
     grants: Mapping[str, str],
 ) -> None:
     ident = sql.Identifier(role)
-    cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-    if await cur.fetchone() is None:
+    cur = await conn.execute(
+        "SELECT rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls"
+        " FROM pg_roles WHERE rolname = %s",
+        (role,),
+    )
+    found = await cur.fetchone()
+    if found is None:
+        # CREATE ROLE's defaults are the least: no superuser, createdb, createrole, …
         await conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
+    elif found[0]:
+        # someone widened it: take it back (only a superuser can, else this falls back)
+        await conn.execute(
+            sql.SQL(
+                "ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+            ).format(ident)
+        )
     # the SCRAM verifier, computed here: the plaintext never reaches the server or its log
     verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
     await conn.execute(
-        sql.SQL(
-            "ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-            " PASSWORD {}"
-        ).format(ident, sql.Literal(verifier.decode()))
+        sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(verifier.decode()))
     )
     await conn.execute(
         sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(

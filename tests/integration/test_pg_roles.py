@@ -206,3 +206,22 @@ async def wait_until(predicate: Any, within: float = 30.0) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
+
+
+async def test_role_widened_by_hand_then_next_set_up_takes_it_back(
+    access, database_url: str, tmp_path: Path
+):
+    role = role_name(access.database, "ingest")
+    run(
+        database_url,
+        sql.SQL("ALTER ROLE {} CREATEDB CREATEROLE").format(sql.Identifier(role)).as_string(),
+    )
+    run(database_url, f"GRANT SELECT ON user_keys TO {role}")
+
+    await ensure_roles(database_url, tmp_path)
+
+    flags = run(
+        database_url, "SELECT rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s", role
+    )
+    assert flags == [(False, False)]
+    assert "user_keys" in refused(access.url_for("ingest"), "SELECT * FROM user_keys")
