@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -45,6 +46,10 @@ async def migrate(url: str) -> list[Migration]:
     """Apply every migration not yet applied; return those applied now."""
     applied_now: list[Migration] = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        if await _up_to_date(conn):
+            # nothing to do, and nothing that needs more than SELECT: a service
+            # connected with its own least-privilege role gets here
+            return applied_now
         await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             await conn.execute(
@@ -68,3 +73,13 @@ async def migrate(url: str) -> list[Migration]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+async def _up_to_date(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return False
+    cur = await conn.execute("SELECT version FROM schema_migrations")
+    done = {r[0] for r in await cur.fetchall()}
+    return all(m.version in done for m in available())

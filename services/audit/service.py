@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 
 from contracts.envelope import Codec
 from contracts.subjects import STREAMS
+from services.audit.keys import keys_for_writing
 from services.audit.records import build_record
 from services.audit.writer import AuditWriter
 from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
@@ -77,7 +78,9 @@ class AuditService:
         self.consumers: list[JetStreamConsumer] = []
 
     async def run(self, ctx: ServiceContext) -> None:
-        writer = self.writer = AuditWriter(ctx.store.pool, max_batch=self.max_batch)
+        keys = keys_for_writing(ctx.settings.env, ctx.settings.home)
+        log.info("audit: sealing records under audit key %s (%s)", keys.active.kid, keys.source)
+        writer = self.writer = AuditWriter(ctx.store.pool, keys=keys, max_batch=self.max_batch)
         codec = PassThroughCodec()
         self.consumers = [
             JetStreamConsumer(ctx.js, spec, codec, self._on_message)

@@ -5,8 +5,9 @@ rebuilds a user's state from the event log: services/actors/replay.py). They
 read Postgres only (never the bus), through server-side cursors, so they
 run in constant memory however long the log is.
 
-- `verify(url) -> VerifyReport`: walk both chains in `seq` order, recompute
-  every hash from the row's content; report the first broken record
+- `verify(url, keys) -> VerifyReport`: walk both chains in `seq` order,
+  recompute every hash from the row's content under the audit key it names
+  (linkage only without keys); report the first broken record
   (seq, subject, chain, expected vs found hash), how many breaks, the head
   hash (note it down: it is what proves the log was not cut short later),
   counts and rate.
@@ -25,7 +26,13 @@ import msgspec
 import psycopg
 
 from eventstore.pg import configure
-from services.audit.chain import AuditRecord, ChainVerifier, SealedRecord, VerifyReport
+from services.audit.chain import (
+    AuditKeys,
+    AuditRecord,
+    ChainVerifier,
+    SealedRecord,
+    VerifyReport,
+)
 from services.audit.explain import AuditRow, signal_parts, story
 from services.audit.writer import recorded_us_of
 
@@ -36,7 +43,7 @@ _encode = msgspec.json.Encoder().encode
 _VERIFY_COLUMNS = (
     "seq, recorded_at, subject, stream, stream_seq, type, msg_id, correlation_id,"
     " causation_id, user_id, trace_id, ts_ns, chain, chain_seq, headers, payload, raw_text,"
-    " prev_hash, hash, global_prev_hash, global_hash"
+    " prev_hash, hash, global_prev_hash, global_hash, key_id"
 )
 _ROW_COLUMNS = (
     "seq, recorded_at, subject, stream, stream_seq, type, msg_id, correlation_id,"
@@ -72,6 +79,7 @@ def _sealed(row: tuple[Any, ...]) -> SealedRecord:
         hash=bytes(row[18]),
         global_prev_hash=bytes(row[19]),
         global_hash=bytes(row[20]),
+        key_id=row[21],
     )
 
 
@@ -96,9 +104,12 @@ async def _rows(
                 yield row
 
 
-async def verify(database_url: str) -> VerifyReport:
-    """Walk the global chain and every record chain; report the first break, or ok."""
-    verifier = ChainVerifier()
+async def verify(database_url: str, keys: AuditKeys | None) -> VerifyReport:
+    """Walk the global chain and every record chain; report the first break, or ok.
+
+    With `keys` (services/audit/keys.py) every record is proven authentic; with
+    None only the linkage is (the report says so)."""
+    verifier = ChainVerifier(keys)
     query = f"SELECT {_VERIFY_COLUMNS} FROM audit_records ORDER BY seq"
     async for row in _rows(database_url, query):
         try:
@@ -129,6 +140,7 @@ def _unreadable(row: tuple[Any, ...], exc: Exception) -> SealedRecord:
         hash=bytes(row[18]),
         global_prev_hash=bytes(row[19]),
         global_hash=bytes(row[20]),
+        key_id=row[21],
     )
 
 
@@ -160,6 +172,7 @@ async def export(database_url: str, since: datetime | None, out: TextIO) -> int:
             "hash": bytes(row[18]).hex(),
             "global_prev_hash": bytes(row[19]).hex(),
             "global_hash": bytes(row[20]).hex(),
+            "key_id": row[21],
         }
         out.write(_encode(line).decode())
         out.write("\n")

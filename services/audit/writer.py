@@ -30,7 +30,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from services.audit.chain import GENESIS, AuditRecord, ChainHeads, SealedRecord, seal
+from services.audit.chain import GENESIS, AuditKeys, AuditRecord, ChainHeads, SealedRecord, seal
 
 log = logging.getLogger("sigrelay.audit.writer")
 
@@ -40,7 +40,7 @@ _MAX_CACHED_CHAINS = 500_000
 _COLUMNS = (
     "recorded_at, seq, subject, stream, stream_seq, type, msg_id, correlation_id, causation_id,"
     " user_id, trace_id, ts_ns, chain, chain_seq, headers, payload, raw_text,"
-    " prev_hash, hash, global_prev_hash, global_hash"
+    " prev_hash, hash, global_prev_hash, global_hash, key_id"
 )
 # COPY into a per-connection staging table, then one INSERT … ON CONFLICT: COPY
 # is 4x faster than INSERT … unnest(), and the conflict clause keeps a
@@ -85,16 +85,20 @@ def recorded_us_of(value: datetime) -> int:
 
 
 class AuditWriter:
-    """Serialises appends to `audit_records`; `submit` resolves once committed."""
+    """Serialises appends to `audit_records`; `submit` resolves once committed.
+
+    Every record is sealed under the active key of `keys` (services/audit/keys.py)."""
 
     def __init__(
         self,
         pool: AsyncConnectionPool,
         *,
+        keys: AuditKeys,
         max_batch: int = 1000,
         clock_us: Any = None,
     ) -> None:
         self._pool = pool
+        self._key = keys.active
         self.max_batch = max_batch
         self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
         self._queue: asyncio.Queue[tuple[AuditRecord, asyncio.Future[None]]] = asyncio.Queue()
@@ -185,7 +189,7 @@ class AuditWriter:
                     self.duplicates += len(records)
                     return []
                 await self._load_chains(conn, heads, fresh)
-                sealed = seal(fresh, heads, self._now_us())
+                sealed = seal(fresh, heads, self._now_us(), key=self._key)
                 async with conn.cursor().copy(_COPY) as copy:
                     for values in _rows(sealed):
                         await copy.write_row(values)
@@ -347,6 +351,7 @@ def _rows(rows: list[SealedRecord]) -> list[tuple[Any, ...]]:
                 row.hash,
                 row.global_prev_hash,
                 row.global_hash,
+                row.key_id,
             )
         )
     return out

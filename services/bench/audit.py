@@ -36,7 +36,8 @@ from contracts.subjects import inbox_prefix
 from eventstore import EventStore
 from eventstore.pg import open_pool
 from services.audit import tools
-from services.audit.chain import AuditRecord
+from services.audit.chain import AuditKeys, AuditRecord
+from services.audit.keys import keys_for_writing
 from services.audit.records import build_record
 from services.audit.service import AuditService, consumer_specs
 from services.audit.writer import AuditWriter
@@ -125,8 +126,9 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
     result: dict[str, Any] = {"name": "audit"}
     async with bench_infrastructure(settings) as infra:
         async with fresh_database(infra.database_url) as url:
-            result.update(await _writer(url, total))
-            result.update(await _verify(url))
+            keys = keys_for_writing(settings.env, settings.home)
+            result.update(await _writer(url, total, keys))
+            result.update(await _verify(url, keys))
         if infra.embedded_nats is not None and through_nats > 0:
             async with fresh_database(infra.database_url) as url:
                 result.update(await _through_nats(infra, url, through_nats, settings))
@@ -135,9 +137,9 @@ async def run_bench(settings: RuntimeSettings) -> dict[str, Any]:
     return result
 
 
-async def _writer(url: str, total: int) -> dict[str, Any]:
+async def _writer(url: str, total: int, keys: AuditKeys) -> dict[str, Any]:
     pool = await open_pool(url, min_size=1, max_size=2, name="bench-audit")
-    writer = AuditWriter(pool, max_batch=1000)
+    writer = AuditWriter(pool, keys=keys, max_batch=1000)
     task = asyncio.create_task(writer.run())
     build_s = write_s = 0.0
     try:
@@ -164,9 +166,9 @@ async def _writer(url: str, total: int) -> dict[str, Any]:
     }
 
 
-async def _verify(url: str) -> dict[str, Any]:
-    report = await tools.verify(url)
-    if not report.ok:
+async def _verify(url: str, keys: AuditKeys) -> dict[str, Any]:
+    report = await tools.verify(url, keys)
+    if not report.authentic:
         raise RuntimeError(f"the benchmark's own audit log does not verify: {report.first_break}")
     return {
         "verify_records": report.records,

@@ -63,14 +63,26 @@ def _database(settings: RuntimeSettings) -> tuple[str, Callable[[], None]]:
     return pg.start(settings.home), pg.stop
 
 
-def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+async def _prepare(url: str, settings: RuntimeSettings) -> Any:
+    """Migrations, then the per-service roles (services/runtime/pg_roles.py)."""
     from eventstore.migrate import migrate
+    from services.runtime.pg_roles import ensure_roles
 
+    applied = await migrate(url)
+    return applied, await ensure_roles(url, settings.home)
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     url, stop = _database(settings)
     try:
-        applied = _run(migrate(url))
+        applied, access = _run(_prepare(url, settings))
         names = [f"{m.version:03d}_{m.name}" for m in applied]
-        print(json.dumps({"applied": names, "database": url}))
+        roles = sorted(access.passwords)  # names only: passwords stay in SIGRELAY_HOME
+        print(
+            json.dumps(
+                {"applied": names, "database": url, "roles": roles, "fallback": access.fallback}
+            )
+        )
     finally:
         stop()
     return 0
@@ -229,18 +241,26 @@ def _cmd_keys_rotate(args: argparse.Namespace, settings: RuntimeSettings) -> int
 def _cmd_audit(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     import msgspec
 
-    from eventstore.migrate import migrate
     from services.audit import tools
+    from services.audit.keys import keys_for_verifying
+    from services.runtime.pg_roles import READONLY
 
     async def go() -> int:
-        url, stop = _database(settings)
+        admin_url, stop = _database(settings)
         try:
-            await migrate(url)
+            _applied, access = await _prepare(admin_url, settings)
+            url = access.url_for(READONLY)  # operator tools only ever read
             command = args.audit_command
             if command == "verify":
-                report = await tools.verify(url)
+                keys = keys_for_verifying(settings.env, settings.home)
+                report = await tools.verify(url, keys)
                 print(json.dumps(msgspec.to_builtins(report), indent=None if args.json else 2))
-                return 0 if report.ok else 1
+                if not report.ok:
+                    return 1
+                if not report.authentic:
+                    print(f"sigrelay audit verify: {report.note}", file=sys.stderr)
+                    return 3
+                return 0
             if command == "export":
                 since = _parse_since(args.since)
                 count = await tools.export(url, since, sys.stdout)
@@ -336,7 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain = audit_sub.add_parser("explain", help="the whole story of one signal")
     explain.add_argument("--signal", required=True, help="signal id, e.g. gold:1234")
     explain.add_argument("--user", help="only this user")
-    verify = audit_sub.add_parser("verify", help="walk the hash chains; non-zero on tampering")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="walk the keyed hash chains: exit 1 on tampering, 3 if not provably authentic",
+    )
     verify.add_argument("--json", action="store_true")
     export = audit_sub.add_parser("export", help="audit records as JSON lines on stdout")
     export.add_argument("--since", help="ISO time or unix seconds")

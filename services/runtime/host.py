@@ -21,7 +21,6 @@ from nats.micro.request import Request
 from contracts import subjects
 from contracts.control import encode_reply, ok
 from eventstore import EventStore
-from eventstore.migrate import migrate
 from eventstore.outbox import OutboxRelay
 from services.runtime import bus, lifeline, registry
 from services.runtime.consumer import recreated_durables
@@ -50,11 +49,12 @@ async def run_service(
     infra = Infrastructure(settings).start()
     provider = init_tracing(name, home=settings.home, env=settings.env)
     try:
-        await migrate(infra.database_url)
+        await infra.prepare_database()
+        database_url = infra.database_url_for(name)  # the service's own role
         nc = await bus.connect(infra.nats_url_for(name), f"sigrelay-{name}")
         js = bus.jetstream(nc)
         await ensure_streams(js, update=False)  # only admin may change a stream's config
-        store = await EventStore.connect(infra.database_url, min_size=1, max_size=8, producer=name)
+        store = await EventStore.connect(database_url, min_size=1, max_size=8, producer=name)
         service = service_cls()
         ctx = ServiceContext(
             name=name,
@@ -62,7 +62,7 @@ async def run_service(
             nc=nc,
             js=js,
             store=store,
-            database_url=infra.database_url,
+            database_url=database_url,
         )
         relay = OutboxRelay(store, bus.JetStreamPublisher(js))
         started = time.time()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 
+from eventstore.migrate import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from services.runtime.pg_roles import DatabaseAccess, ensure_roles
 from services.runtime.settings import RuntimeSettings
 
 log = logging.getLogger("sigrelay.infrastructure")
@@ -19,6 +21,7 @@ class Infrastructure:
         self._postgres: EmbeddedPostgres | None = None
         self._database_url = settings.database_url
         self._adopted: set[str] = set()
+        self._access: DatabaseAccess | None = None
 
     def start(self) -> Infrastructure:
         home = self.settings.home
@@ -36,6 +39,19 @@ class Infrastructure:
         if self._database_url is None:
             raise RuntimeError("Infrastructure.start() has not been called")
         return self._database_url
+
+    async def prepare_database(self) -> DatabaseAccess:
+        """Apply the migrations and set up the per-service roles (services/runtime/pg_roles.py)."""
+        await migrate(self.database_url)
+        self._access = await ensure_roles(self.database_url, self.settings.home)
+        return self._access
+
+    def database_url_for(self, service: str) -> str:
+        """The URL `service` connects with: its own role, or DATABASE_URL when roles
+        could not be made (ensure_roles warned). Holds a password: never log it."""
+        if self._access is None:
+            raise RuntimeError("Infrastructure.prepare_database() has not been called")
+        return self._access.url_for(service)
 
     def nats_url_for(self, service: str) -> str:
         external = self.settings.nats_url_for(service)

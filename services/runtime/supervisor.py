@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from contracts import subjects
-from eventstore.migrate import migrate
 from services.runtime import bus, lifeline, upstate
 from services.runtime.infrastructure import Infrastructure
 from services.runtime.settings import RuntimeSettings
@@ -82,7 +81,7 @@ class Supervisor:
                 pid = server.pid if server is not None and server.started_here else None
                 self._servers[name] = Proc.of(pid) if pid is not None else None
             self._write_record()
-        await migrate(self.infra.database_url)
+        await self.infra.prepare_database()
         nc = await bus.connect(self.infra.nats_url_for("admin"), "sigrelay-supervisor")
         try:
             await ensure_streams(bus.jetstream(nc))
@@ -146,11 +145,13 @@ class Supervisor:
         upstate.write_record(self.settings.home, record)
 
     def _spawn(self, child: Child) -> None:
-        env = lifeline.child_env(dict(os.environ))
+        # the settings' environment, not only ours: what the supervisor was
+        # configured with (master keys, audit key, …) is what its children run with
+        env = lifeline.child_env({**os.environ, **self.settings.env})
         env.update(
             SIGRELAY_HOME=str(self.settings.home),
             NATS_URL=self.infra.nats_url_for(child.name),
-            DATABASE_URL=self.infra.database_url,
+            DATABASE_URL=self.infra.database_url_for(child.name),  # its own role
             SIGRELAY_PARTITIONS=str(self.settings.partitions),
         )
         logs = self.settings.home / "logs"

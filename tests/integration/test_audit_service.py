@@ -8,6 +8,9 @@ import asyncio
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +30,17 @@ from contracts.signals import OpenSignal
 from contracts.users import SignalHandled, SignalRefused
 from eventstore import EventStore
 from eventstore.migrate import migrate
+from eventstore.pg import configure
 from services.audit import tools
+from services.audit.chain import AuditKeys, VerifyReport
+from services.audit.keys import derive, keys_for_verifying
 from services.audit.records import build_record
 from services.audit.service import AuditService, consumer_specs
 from services.audit.writer import AuditWriter
 from services.runtime.service import ServiceContext
 from services.runtime.streams import ensure_streams
 from tests.support import inprocess
+from tests.support.audit_forge import forge_with_sha256
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +48,7 @@ SECOND = 1_000_000_000
 T0 = 1_790_000_000 * SECOND
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
+WRITER_KEYS = AuditKeys([derive("audit:writer-test", bytes(range(32)))])
 
 
 @dataclass
@@ -85,6 +93,11 @@ async def publish(
 ) -> None:
     data = body if isinstance(body, bytes) else encode(body)
     await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id, **headers})
+
+
+async def verify(database_url: str, audit: Running) -> VerifyReport:
+    """`sigrelay audit verify` as an operator with the service's keys runs it."""
+    return await tools.verify(database_url, keys_for_verifying({}, audit.ctx.settings.home))
 
 
 async def recorded(database_url: str) -> int:
@@ -164,7 +177,7 @@ async def test_messages_on_every_stream_then_each_recorded_once_with_user_and_tr
     assert by_subject["audit.control.u2"][1:3] == ("untyped", "u2")
     assert by_subject["dlq.risk"][1] == "unparsed" and by_subject["dlq.risk"][5] is True
     assert by_subject["dlq.risk"][6] == "this is not json {"
-    assert (await tools.verify(database_url)).ok
+    assert (await verify(database_url, audit)).ok
 
 
 async def test_consumer_restarted_from_the_start_then_nothing_recorded_twice(
@@ -196,7 +209,7 @@ async def test_consumer_restarted_from_the_start_then_nothing_recorded_twice(
         database_url, "SELECT count(DISTINCT (stream, stream_seq)) FROM audit_records"
     )
     assert positions == [(51,)]
-    report = await tools.verify(database_url)
+    report = await verify(database_url, audit)
     assert report.ok and report.records == 51 and report.chains == 6
 
 
@@ -216,7 +229,7 @@ async def test_awkward_json_then_stored_and_verified(
     await publish(admin, "orders.report.u_1", msgspec.json.encode(body), "awk")
     await wait_recorded(database_url, 1)
 
-    report = await tools.verify(database_url)
+    report = await verify(database_url, audit)
     assert report.ok, report
     (user,) = (await sql(database_url, "SELECT user_id FROM audit_records"))[0]
     assert user == "u.1"
@@ -235,7 +248,7 @@ async def test_row_changed_directly_in_postgres_then_verify_names_it(
         await sql(database_url, "UPDATE audit_records SET subject = 'x' WHERE seq = 4")
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
         await sql(database_url, "DELETE FROM audit_records WHERE seq = 4")
-    assert (await tools.verify(database_url)).ok
+    assert (await verify(database_url, audit)).ok
     (subject,) = (await sql(database_url, "SELECT subject FROM audit_records WHERE seq = 7"))[0]
 
     # a superuser switches the guard off and edits one payload
@@ -245,12 +258,55 @@ async def test_row_changed_directly_in_postgres_then_verify_names_it(
         " UPDATE audit_records SET payload = jsonb_set(payload, '{volume}', '5.0') WHERE seq = 7;"
         " ALTER TABLE audit_records ENABLE TRIGGER audit_records_no_change",
     )
-    report = await tools.verify(database_url)
+    report = await verify(database_url, audit)
 
     assert not report.ok and report.records == 10
     brk = report.first_break
     assert brk is not None and brk.seq == 7 and brk.subject == subject and brk.chain == "global"
     assert brk.expected != brk.found
+
+
+async def test_superuser_rewrites_a_row_and_recomputes_later_hashes_then_verify_with_key_fails(
+    audit: Running, admin: NATS, database_url: str
+):
+    for i in range(10):
+        await publish(admin, f"orders.report.u{i % 3}", encode(intent(f"u{i % 3}", i)), f"r{i}")
+    await wait_recorded(database_url, 10)
+    untouched = await verify(database_url, audit)
+    assert untouched.ok and untouched.authentic, untouched.note
+
+    # a superuser edits seq 4, then recomputes every later link with plain SHA-256:
+    # all the database holds, and all the code says, without the audit key
+    await sql(
+        database_url,
+        "ALTER TABLE audit_records DISABLE TRIGGER audit_records_no_change;"
+        " UPDATE audit_records SET payload = jsonb_set(payload, '{volume}', '5.0') WHERE seq = 4",
+    )
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        configure(conn)  # jsonb as the bytes the verifier reads
+        cur = await conn.execute(f"SELECT {tools._VERIFY_COLUMNS} FROM audit_records ORDER BY seq")
+        rows = [tools._sealed(r) for r in await cur.fetchall()]
+    for row in forge_with_sha256(rows, 3, rows[3].record)[3:]:
+        await sql(
+            database_url,
+            "UPDATE audit_records SET prev_hash = %s, hash = %s, global_prev_hash = %s,"
+            " global_hash = %s WHERE seq = %s",
+            row.prev_hash,
+            row.hash,
+            row.global_prev_hash,
+            row.global_hash,
+            row.seq,
+        )
+    await sql(database_url, "ALTER TABLE audit_records ENABLE TRIGGER audit_records_no_change")
+
+    report = await verify(database_url, audit)
+    assert not report.ok and not report.authentic
+    brk = report.first_break
+    assert brk is not None and brk.seq == 4 and brk.problem == "record content changed"
+
+    # without the key the links still hold together: verify says what it cannot prove
+    unkeyed = await tools.verify(database_url, None)
+    assert unkeyed.ok and not unkeyed.authentic and "cannot verify authenticity" in unkeyed.note
 
 
 async def test_row_deleted_directly_in_postgres_then_verify_reports_the_gap(
@@ -265,7 +321,7 @@ async def test_row_deleted_directly_in_postgres_then_verify_reports_the_gap(
         "SET session_replication_role = replica; DELETE FROM audit_records WHERE seq = 3;"
         " SET session_replication_role = origin",
     )
-    report = await tools.verify(database_url)
+    report = await verify(database_url, audit)
 
     assert not report.ok and report.first_break is not None
     assert report.first_break.seq == 4 and "missing" in report.first_break.problem
@@ -306,7 +362,7 @@ async def test_control_payload_with_token_then_no_plaintext_token_in_the_table(
         await sql(database_url, "SELECT payload #>> '{request,account_id}' FROM audit_records")
     )[0]
     assert account == "acc-1"
-    assert (await tools.verify(database_url)).ok
+    assert (await verify(database_url, audit)).ok
 
 
 # --- explain and export -----------------------------------------------------------------
@@ -488,7 +544,7 @@ async def test_writer_when_postgres_refuses_one_record_then_others_recorded_and_
 ):
     await migrate(database_url)
     store = await EventStore.connect(database_url, min_size=1, max_size=2)
-    writer = AuditWriter(store.pool)
+    writer = AuditWriter(store.pool, keys=WRITER_KEYS)
     good = [
         build_record(f"orders.intent.u{i}", encode(intent(f"u{i}")), None, "ORDERS", i)
         for i in (1, 3)
@@ -511,7 +567,7 @@ async def test_writer_when_postgres_refuses_one_record_then_others_recorded_and_
     assert [r[0] for r in rows] == [1, 2, 3]
     assert rows[1][1] is True and "a\\u0000b" in rows[1][2]
     assert writer.kept_as_text == 1
-    assert (await tools.verify(database_url)).ok
+    assert (await tools.verify(database_url, WRITER_KEYS)).ok
 
 
 async def test_stream_recreated_then_new_messages_at_old_positions_still_recorded(
@@ -535,4 +591,35 @@ async def test_stream_recreated_then_new_messages_at_old_positions_still_recorde
         database_url, "SELECT stream, stream_seq, msg_id FROM audit_records ORDER BY seq"
     )
     assert rows == [("ORDERS", 1, "oi-u1-1"), ("ORDERS@oi-u1-2", 1, "oi-u1-2")]
-    assert (await tools.verify(database_url)).ok
+    assert (await verify(database_url, audit)).ok
+
+
+def cli_verify(database_url: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGRELAY_", "DATABASE_URL"))}
+    env.update(SIGRELAY_HOME=str(home), DATABASE_URL=database_url)
+    return subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "audit", "verify", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_cli_verify_with_the_key_then_0_and_without_it_3_saying_it_cannot_verify(
+    audit: Running, admin: NATS, database_url: str, tmp_path: Path
+):
+    for i in range(3):
+        await publish(admin, "orders.intent.u1", encode(intent("u1", i)), f"c{i}")
+    await wait_recorded(database_url, 3)
+
+    keyed = await asyncio.to_thread(cli_verify, database_url, audit.ctx.settings.home)
+    assert keyed.returncode == 0, keyed.stderr
+    assert json.loads(keyed.stdout)["authentic"] is True
+
+    keyless = await asyncio.to_thread(cli_verify, database_url, tmp_path / "no-key-here")
+    assert keyless.returncode == 3, keyless.stderr
+    assert json.loads(keyless.stdout)["ok"] is True
+    assert "cannot verify authenticity" in keyless.stderr
+    assert not (tmp_path / "no-key-here" / "master.key").exists()

@@ -23,6 +23,7 @@ from services.demo.observer import BusObserver
 from services.demo.run import latest_prices
 from services.ingest.inject import ScriptLine, inject
 from services.runtime.host import run_service
+from services.runtime.pg_roles import role_name
 from services.runtime.settings import RuntimeSettings
 from services.runtime.tracing import init_tracing
 from tests.support.control import ctl, wait_serving
@@ -90,7 +91,11 @@ async def test_signal_flows_end_to_end_then_one_trace_and_explain_shows_every_ho
     )
     await wait_for(lambda: observer.figures.reports.get("filled", 0) >= 2)
 
-    status = (await ctl(nc, "status", "u1"))["data"]
+    # the fills are on the bus before the actor has applied both: ask until it has
+    deadline = asyncio.get_running_loop().time() + 30
+    while (status := (await ctl(nc, "status", "u1"))["data"])["open_positions"] < 2:
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.05)
     assert status["open_positions"] == 2
     assert sum(observer.figures.reports.values()) == 2  # one per TP leg, no more
     spans = EXPORTER.get_finished_spans()
@@ -155,3 +160,18 @@ async def test_control_request_with_token_then_no_plaintext_in_audit_or_spans(pi
     assert controls >= 2 and leaks == 0
     for span in EXPORTER.get_finished_spans():
         assert TOKEN[:16] not in msgspec.json.encode(dict(span.attributes or {})).decode()
+
+    # every service connects with its own least-privilege role (some may still be starting)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT current_database()").fetchone()
+        assert row is not None
+        wanted = {role_name(str(row[0]), s) for s in SERVICES}
+
+    def connected() -> set[str]:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()"
+            ).fetchall()
+            return {str(r[0]) for r in rows}
+
+    await wait_for(lambda: wanted <= connected())

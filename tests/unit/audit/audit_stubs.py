@@ -6,10 +6,13 @@ from typing import Any
 
 import msgspec
 
-from services.audit.chain import AuditRecord, ChainHeads, SealedRecord, seal
+from services.audit.chain import AuditKeys, AuditRecord, ChainHeads, SealedRecord, seal
+from services.audit.keys import derive
 from services.audit.records import build_record
 
 T0_US = 1_760_000_000_000_000
+TEST_KEY = derive("master:test", bytes(range(32)))
+TEST_KEYS = AuditKeys([TEST_KEY])
 
 
 def message(type_: str = "order.intent", **fields: Any) -> bytes:
@@ -37,4 +40,4 @@ def sealed_log(
         user = users[i % len(users)]
         subject = f"orders.intent.{user}" if user else "signals.parsed.gold"
         records.append(record(subject, stream_seq=i + 1, volume=0.01 * (i + 1)))
-    return seal(records, ChainHeads(), T0_US)
+    return seal(records, ChainHeads(), T0_US, key=TEST_KEY)
