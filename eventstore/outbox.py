@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import msgspec
 import psycopg
 
-from eventstore.cancellation import reraise_if_cancelling
+from eventstore.cancellation import reraise_if_cancelling, stop_if_cancelling
 from eventstore.records import OutboxMessage
 from eventstore.store import OUTBOX_CHANNEL, EventStore
 
@@ -98,6 +98,7 @@ class OutboxRelay:
         """Relay forever: become leader, drain, then wait for NOTIFY or the poll tick."""
         url = self._store.url
         while True:
+            stop_if_cancelling()
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await self._lead(conn)
@@ -122,6 +123,7 @@ class OutboxRelay:
         self.is_leader = True
         await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
         while True:
+            stop_if_cancelling()  # a publish's ack wait may have swallowed it
             try:
                 moved = await self.drain_once()
             except asyncio.CancelledError:

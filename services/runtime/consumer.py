@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from contracts.envelope import Codec
-from eventstore.cancellation import reraise_if_cancelling
+from eventstore.cancellation import reraise_if_cancelling, stop_if_cancelling
 from services.runtime.dead_letters import publish_dead_letter, shown
 from services.runtime.metrics import hop_latency_ms
 from services.runtime.tracing import consume_span
@@ -160,6 +160,7 @@ class JetStreamConsumer:
         refill = max(1, min(spec.batch, spec.concurrency // 4))
         try:
             while True:
+                stop_if_cancelling()  # a fetch may have swallowed our cancellation
                 free = spec.concurrency - len(self._tasks)
                 if free < refill:
                     # not asyncio.wait(self._tasks): that visits every in-flight task

@@ -52,5 +52,21 @@ async def stop(
     for task in tasks:
         task.cancel()
     _done, pending = await asyncio.wait(tasks, timeout=within_s)
-    assert not pending, f"{ctx.name} did not stop: {[t.get_stack() for t in pending]}"
+    assert not pending, f"{ctx.name} did not stop: {[awaiting(t) for t in pending]}"
     await close_context(ctx)
+
+
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """Where a task is stuck: every coroutine and async generator on its await chain
+    (`get_stack()` shows only the outermost frame of a coroutine)."""
+    chain: list[str] = []
+    current: Any = task.get_coro()
+    while current is not None and len(chain) < 50:
+        frame = getattr(current, "cr_frame", None) or getattr(current, "ag_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        nxt = getattr(current, "cr_await", None) or getattr(current, "ag_await", None)
+        if nxt is None and frame is None:
+            chain.append(repr(current)[:200])  # a future, or a wrapper without a frame
+        current = nxt
+    return chain
