@@ -137,3 +137,13 @@ def test_client_when_stand_in_unreachable_then_error_names_url(
         SimUnavailable, match=r"SIGRELAY_METAAPI_URL=http://127\.0\.0\.1:1 is unreachable"
     ):
         call("/_sim/price", {"symbol": "XAUUSD", "bid": 1.0})
+
+
+def test_tick_when_stepped_then_every_price_walks() -> None:
+    accounts = SimAccounts()
+    before = accounts.quotes()
+
+    accounts.tick()
+
+    after = accounts.quotes()
+    assert all(after[s]["bid"] != before[s]["bid"] for s in ("XAUUSD", "BTCUSD", "US30"))

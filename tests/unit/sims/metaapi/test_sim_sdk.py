@@ -15,7 +15,7 @@ from metaapi_cloud_sdk.clients.error_handler import (
 )
 
 from services.execution.broker.metaapi_endpoint import redirected_api
-from services.execution.broker.port import OutcomeUnknown, Position
+from services.execution.broker.port import NotConnected, OutcomeUnknown, Position
 from services.sims.metaapi.cli import call
 from tests.unit.broker.conftest import MetaApiEnv
 from tests.unit.broker.stubs import TOKEN, order
@@ -233,3 +233,24 @@ async def test_same_client_id_when_sent_twice_then_two_positions_as_metaapi(
 
     assert [p["clientId"] for p in positions] == ["twice1", "twice1"]
     assert len({p["id"] for p in positions}) == 2
+
+
+async def test_undeploy_when_asked_then_account_state_and_rpc_follow(
+    sim: MetaApiEnv, account_id: str
+) -> None:
+    api = redirected_api(TOKEN, sim.config.sdk_opts(), sim.server.url)
+    try:
+        account = await api.metatrader_account_api.get_account(account_id)
+        await account.undeploy()
+        undeployed = (account.state, account.connection_status)
+        with pytest.raises(NotConnected):
+            await sim.broker(account_id).account_info()
+        await account.deploy()
+        await account.wait_deployed(timeout_in_seconds=5, interval_in_milliseconds=100)
+        deployed = (account.state, account.connection_status)
+    finally:
+        api.close()
+
+    assert undeployed == ("UNDEPLOYED", "DISCONNECTED")
+    assert deployed == ("DEPLOYED", "CONNECTED")
+    assert (await sim.broker(account_id).account_info()).balance == 10_000.0
