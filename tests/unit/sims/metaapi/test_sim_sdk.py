@@ -17,6 +17,7 @@ from metaapi_cloud_sdk.clients.error_handler import (
 from services.execution.broker.metaapi_endpoint import redirected_api
 from services.execution.broker.port import NotConnected, OutcomeUnknown, Position
 from services.sims.metaapi.cli import call
+from services.sims.metaapi.server import MetaApiSim
 from tests.unit.broker.conftest import MetaApiEnv
 from tests.unit.broker.stubs import TOKEN, order
 
@@ -254,3 +255,55 @@ async def test_undeploy_when_asked_then_account_state_and_rpc_follow(
     assert undeployed == ("UNDEPLOYED", "DISCONNECTED")
     assert deployed == ("DEPLOYED", "CONNECTED")
     assert (await sim.broker(account_id).account_info()).balance == 10_000.0
+
+
+async def test_subscribed_instance_when_connected_then_status_packets_keep_coming() -> None:
+    # the SDK declares an instance disconnected after 60 s without a status packet
+    server = await MetaApiSim(status_interval_s=0.05).start()
+    client = socketio.AsyncClient(reconnection=False)
+    packets: list[dict[str, Any]] = []
+    two_statuses = asyncio.Event()
+
+    @client.on("synchronization")
+    async def on_sync(data: dict[str, Any]) -> None:
+        packets.append(data)
+        if sum(p["type"] == "status" for p in packets) >= 2:
+            two_statuses.set()
+
+    try:
+        await client.connect(
+            f"{server.url}?auth-token=a.b.c&clientId=1&protocol=3", socketio_path="ws"
+        )
+        await client.emit(
+            "request",
+            {
+                "type": "subscribe",
+                "accountId": "st1",
+                "requestId": "r1",
+                "instanceIndex": 1,
+                "sessionId": "s1",
+            },
+        )
+        await asyncio.wait_for(two_statuses.wait(), 30)
+    finally:
+        await client.disconnect()
+        await server.stop()
+
+    assert packets[0] == {
+        "type": "authenticated",
+        "accountId": "st1",
+        "instanceIndex": 1,
+        "host": "ps-mpa-sim-0",
+        "replicas": 1,
+        "sessionId": "s1",
+    }
+    assert {
+        k: packets[1][k]
+        for k in ("type", "connected", "authenticated", "accountId", "instanceIndex")
+    } == {
+        "type": "status",
+        "connected": True,
+        "authenticated": True,
+        "accountId": "st1",
+        "instanceIndex": 1,
+    }
