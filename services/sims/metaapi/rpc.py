@@ -90,10 +90,12 @@ class Gateway:
         """How many `subscribe` handshakes have completed since the start."""
         return self._subscriptions
 
-    async def wait_subscriptions(self, count: int) -> None:
-        """Until `count` subscribe handshakes have completed (tests await a reconnect)."""
+    async def wait_connections(self, count: int) -> None:
+        """Until at least `count` websockets are connected (the SDK opens one per instance
+        index; tests await its reconnect). A reconnected socket answers RPC at once; the
+        SDK subscribes again later, after a random pause of up to 5 s."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._subscriptions >= count)
+            await self._changed.wait_for(lambda: len(self._tokens) >= count)
 
     async def drop_all(self, refuse_s: float = 0.0) -> int:
         """Disconnect every websocket; refuse new ones for `refuse_s` seconds."""
@@ -111,8 +113,10 @@ class Gateway:
         if self.faults.refusing():
             return False
         query = parse_qs(environ.get("QUERY_STRING", ""))
-        self._tokens[sid] = query.get("auth-token", [""])[0]
-        self._subscribed[sid] = set()
+        async with self._changed:
+            self._tokens[sid] = query.get("auth-token", [""])[0]
+            self._subscribed[sid] = set()
+            self._changed.notify_all()
         return True
 
     async def _on_disconnect(self, sid: str) -> None:
@@ -204,9 +208,7 @@ class Gateway:
             )
             if sid in self._subscribed:
                 self._subscribed[sid].add((account_id, instance))
-            async with self._changed:
-                self._subscriptions += 1
-                self._changed.notify_all()
+            self._subscriptions += 1
 
     def _answer(self, kind: str, account_id: str, data: dict[str, Any]) -> dict[str, Any]:
         accts = self.accounts

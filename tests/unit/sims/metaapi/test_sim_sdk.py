@@ -185,14 +185,15 @@ async def test_disconnect_when_trade_answer_lost_then_reconnected_and_not_duplic
     sim: MetaApiEnv, account_id: str
 ) -> None:
     broker = sim.broker(account_id)
-    await broker.account_info()  # connected and subscribed
-    subscribed = sim.server.gateway.subscriptions
+    await broker.account_info()
+    gateway = sim.server.gateway
+    sockets = gateway.connections  # the SDK's instances 0 and 1, one socket each
     # the trade runs, then every socket drops before the answer; new ones wait 0.5 s
     sim.server.drop_next("trade", execute=True, disconnect_s=0.5)
 
     with pytest.raises(OutcomeUnknown):
         await broker.place_order(order("disc1"))
-    await sim.server.gateway.wait_subscriptions(subscribed + 1)
+    await gateway.wait_connections(sockets)
     again = await broker.place_order(order("disc1"))
 
     assert again.duplicate is True
@@ -213,13 +214,16 @@ async def test_disconnect_command_when_sockets_dropped_then_sdk_reconnects(
     monkeypatch.setenv("SIGRELAY_METAAPI_URL", sim.server.url)
     broker = sim.broker(account_id)
     await broker.account_info()
-    subscribed = sim.server.gateway.subscriptions
+    gateway = sim.server.gateway
+    sockets = gateway.connections
 
     answer = await control("/_sim/disconnect", {"seconds": 0.5})
-    await sim.server.gateway.wait_subscriptions(subscribed + 1)
+    dropped_to = gateway.connections
+    await gateway.wait_connections(sockets)
     info = await broker.account_info()
 
-    assert answer["dropped"] >= 1
+    assert answer["dropped"] == sockets >= 2
+    assert dropped_to == 0
     assert info.balance == 10_000.0
 
 
