@@ -406,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     inject.add_argument("--edit-of", type=int, help="make this a new revision of that message")
     inject.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the parse")
     inject.set_defaults(func=_cmd_signals_inject)
+
+    sim = sub.add_parser("sim", help="stand-ins for outside services (a local MetaApi)")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    from services.sims.metaapi.cli import add_parser as add_metaapi_sim
+
+    add_metaapi_sim(sim_sub)
     return parser
 
 

@@ -26,6 +26,7 @@ import msgspec
 from metaapi_cloud_sdk.clients.error_handler import NotFoundException
 from metaapi_cloud_sdk.clients.timeout_exception import TimeoutException
 
+from .metaapi_endpoint import endpoint_from_env, redirected_api
 from .metaapi_errors import map_sdk_error
 from .port import AuthFailed, BrokerError, NotConnected
 
@@ -81,6 +82,10 @@ def fingerprint(token: str) -> str:
 
 
 def _default_api_factory(token: str, opts: dict[str, Any]) -> Any:
+    # SIGRELAY_METAAPI_URL points the SDK at a local stand-in instead of the cloud
+    url = endpoint_from_env()
+    if url is not None:
+        return redirected_api(token, opts, url)
     from metaapi_cloud_sdk import MetaApi
 
     return MetaApi(token, opts)

@@ -9,14 +9,17 @@ executing the trade.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict, deque
 from typing import Any
 
 from services.execution.broker.metaapi import MetaApiBroker, MetaApiConfig, MetaApiConnectionPool
 from services.execution.broker.paper import PaperBroker, PaperBrokerConfig
 from services.execution.broker.port import OrderRequest
+from services.sims.metaapi.shapes import order_dict, position_dict
+from services.sims.metaapi.trades import paper_trade
 
-from .fake_metaapi import order_dict, paper_trade, position_dict
+_ids = itertools.count(1)
 
 TOKEN = "eyJhbGciOi.fake-secret-token.sig"  # shaped like an API (JWT) token
 ACCOUNT_ID = "acc-1"
@@ -274,7 +277,8 @@ class FakeRpcConnection:
         pending = self._raise[method].popleft() if self._raise[method] else None
         if pending is not None and not pending[1]:
             raise pending[0]
-        response = paper_trade(self.paper, {k: v for k, v in trade.items() if v is not None})
+        sent = {k: v for k, v in trade.items() if v is not None}
+        response = paper_trade(self.paper.book, sent, sent.get("clientId") or f"srv{next(_ids)}")
         if pending is not None:  # executed, then the answer was lost
             raise pending[0]
         from metaapi_cloud_sdk.clients.metaapi.trade_exception import TradeException

@@ -2,7 +2,7 @@
 
 `BrokerContract` is abstract (no `Test` prefix): each subclass provides the
 `broker` fixture. MetaApiBroker runs the real metaapi-cloud-sdk end to end
-against the local fake server (fake_metaapi.py), which executes on a paper
+against the shipped MetaApi stand-in (services/sims/metaapi), which executes on a paper
 account, so both implementations must report the same outcomes.
 """
 

@@ -139,9 +139,26 @@ def test_account_and_api_surface_when_inspected_then_as_expected() -> None:
     assert not inspect.iscoroutinefunction(MetaApi.close)  # sync, needs the loop
     assert isinstance(inspect.getattr_static(MetaApi, "enable_logging"), staticmethod)
     assert isinstance(inspect.getattr_static(MetaApi, "metatrader_account_api"), property)
-    # private hooks the fake server relies on (sdk-notes A13)
-    assert _shape(MetaApiWebsocketClient.set_url) == [("url", PK, E)]
+
+
+def test_endpoint_hooks_when_inspected_then_still_in_the_sdk() -> None:
+    """The private hooks metaapi_endpoint.py redirects the SDK with (sdk-notes A13)."""
+    import metaapi_cloud_sdk.metaapi.metaapi as metaapi_module
+
+    # REST: MetaApi builds its HttpClients by this module-level name...
+    assert metaapi_module.HttpClient is HttpClient
+    assert inspect.getsource(MetaApi.__init__).count("HttpClient(") == 3
+    # ...and every request goes through _make_request(options), with the timeout in _timeout
+    assert inspect.iscoroutinefunction(HttpClient._make_request)
     assert _shape(HttpClient._make_request) == [("options", PK, E)]
+    assert "self._make_request(options)" in inspect.getsource(HttpClient.request)
+    assert HttpClient(7)._timeout == 7
+    # websocket: set_url, and the URL look-up honours it before asking REST
+    assert _shape(MetaApiWebsocketClient.set_url) == [("url", PK, E)]
+    assert "if self._url:" in inspect.getsource(MetaApiWebsocketClient._get_server_url)
+    assert "_metaapi_websocket_client = MetaApiWebsocketClient(" in inspect.getsource(
+        MetaApi.__init__
+    )
 
 
 EXCEPTIONS = [

@@ -274,7 +274,7 @@ async def test_e2e_rate_limit_when_server_says_too_many_then_retry_later(
         await broker.place_order(order("rl1"))
 
     assert caught.value.retry_after_s == pytest.approx(20, abs=2)
-    assert fresh_metaapi.server.paper.book.positions() == []
+    assert fresh_metaapi.server.book(ACCOUNT_ID).positions() == []
 
 
 async def test_e2e_validation_when_server_refuses_then_rejected_naming_details(
