@@ -187,7 +187,6 @@ SUBSCRIBE = [
 )
 async def test_subscribe_then_as_the_table_says(admin: NATS, client_for, row: Sub):
     client = await client_for(row.user)
-    received: asyncio.Queue[Msg] = asyncio.Queue()
     sample = tagged(row.sample)
     marker = uuid.uuid4().hex.encode()
 
@@ -195,12 +194,17 @@ async def test_subscribe_then_as_the_table_says(admin: NATS, client_for, row: Su
     # keeps one publisher's order, so once it is here the sample would be too
     fence = await client.nc.subscribe(f"{inbox_prefix(row.user)}.fence.{uuid.uuid4().hex}")
 
-    await client.nc.subscribe(row.pattern, cb=received.put)
+    # no callback: the client queues a message on its subscription as it reads it off the
+    # socket, in the server's order, so when the fence has arrived the sample is queued
+    # already (a callback runs later, on its own task, and could still be pending)
+    sub = await client.nc.subscribe(row.pattern)
     errors = await client.permission_errors(row.pattern, wait_s=0.0 if row.allowed else 5.0)
     await admin.publish(sample, marker)
     await admin.publish(fence.subject, b"fence")
     await fence.next_msg(timeout=15)
-    got = [received.get_nowait().data for _ in range(received.qsize())]
+    got = []
+    while sub.pending_msgs:
+        got.append((await sub.next_msg(timeout=1)).data)
 
     if row.allowed:
         assert errors == [] and marker in got
