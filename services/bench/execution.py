@@ -38,9 +38,9 @@ from eventstore import EventStore
 from eventstore.outbox import OutboxRelay
 from services.bench.servers import bench_infrastructure, fresh_database
 from services.execution.executor import ExecutionConfig
-from services.execution.paper_exchange import PaperExchangeConfig
-from services.execution.paper_service import PaperExchangeService
 from services.execution.service import ExecutionService
+from services.paper.exchange import PaperExchangeConfig
+from services.paper.service import PaperExchangeService
 from services.runtime import bus
 from services.runtime.service import ServiceContext
 from services.runtime.settings import RuntimeSettings

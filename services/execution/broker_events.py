@@ -41,6 +41,7 @@ from typing import Any
 import msgspec
 
 from contracts import subjects
+from contracts.broker import BrokerEvent, BrokerEventSource
 from contracts.envelope import encode, new_id
 from contracts.orders import ExecutionReport, ReportStatus
 from eventstore import ConcurrencyError
@@ -48,7 +49,6 @@ from eventstore.cancellation import reraise_if_cancelling
 from eventstore.records import OutboxMessage
 
 from .account import AccountState, Holding
-from .broker.port import BrokerEvent, BrokerEventSource
 from .directory import NoBroker, is_paper
 from .events import BrokerEventRecorded, broker_event_key
 from .executor import ExecutionCore

@@ -17,11 +17,11 @@ from typing import Protocol
 
 from nats.aio.client import Client as NATS
 
+from contracts.broker import AuthFailed, Broker, BrokerError
 from services.runtime.credentials import Secret
 
 from .broker.metaapi import MetaApiBroker, MetaApiConfig, MetaApiConnectionPool
 from .broker.paper_client import PaperBrokerClient
-from .broker.port import AuthFailed, Broker, BrokerError
 
 TokenResolver = Callable[[str, str], Awaitable[Secret | str]]
 """`await resolve(user_id, account_id)` -> the account's MetaApi token (in memory only,

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from contracts.broker import BrokerEvent
 from contracts.envelope import Envelope
 from contracts.orders import ExecutionReport, OrderIntent
-
-from .broker.port import BrokerEvent
 
 DifferenceKind = Literal["missing_at_broker", "unknown_at_broker", "volume_mismatch"]
 

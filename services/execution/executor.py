@@ -30,7 +30,23 @@ from typing import Any
 
 import msgspec
 
+from contracts import broker_codes as codes
 from contracts import subjects
+from contracts.broker import (
+    AuthFailed,
+    Broker,
+    BrokerError,
+    BrokerOrderResult,
+    OrderRequest,
+    OutcomeUnknown,
+    PendingOrder,
+    Position,
+    Rejected,
+    RetryLater,
+    SymbolSpec,
+    found_as_result,
+)
+from contracts.broker_codes import reject
 from contracts.envelope import encode, new_id, now_ns
 from contracts.orders import ExecutionReport, OrderIntent, RiskVerdict
 from eventstore import (
@@ -47,22 +63,6 @@ from services.runtime.coalesce import CoalescingLoader
 from services.runtime.tracing import trace_headers
 
 from .account import AccountState
-from .broker import codes
-from .broker.paper_rules import reject
-from .broker.port import (
-    AuthFailed,
-    Broker,
-    BrokerError,
-    BrokerOrderResult,
-    OrderRequest,
-    OutcomeUnknown,
-    PendingOrder,
-    Position,
-    Rejected,
-    RetryLater,
-    SymbolSpec,
-    found_as_result,
-)
 from .directory import BrokerDirectory
 from .events import (
     EXECUTION_EVENTS,

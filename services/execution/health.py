@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from contracts.broker import AuthFailed, BrokerError, NotConnected, RetryLater
 from contracts.envelope import Envelope
-
-from .broker.port import AuthFailed, BrokerError, NotConnected, RetryLater
 
 HealthState = Literal["up", "down", "auth_failed", "throttled"]
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import msgspec
 
+from contracts.broker import BrokerError, PendingOrder, Position
 from contracts.envelope import new_id, now_ns
 
 from .account import AccountState, Holding, difference_key
-from .broker.port import BrokerError, PendingOrder, Position
 from .events import DifferenceKind, ReconciliationDifference
 from .executor import ExecutionCore
 

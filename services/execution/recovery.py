@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.broker import BrokerError
 from contracts.envelope import now_ns
 
-from .broker.port import BrokerError
 from .executor import OutcomeStillUnknown
 from .scheduler import AccountScheduler
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts import broker_codes as codes
+from contracts.broker import AuthFailed, BrokerError, BrokerOrderResult, Rejected
 from contracts.envelope import new_id
 from contracts.orders import ExecutionReport, OrderIntent, ReportStatus
 
-from .broker import codes
-from .broker.port import AuthFailed, BrokerError, BrokerOrderResult, Rejected
 from .events import OrderSubmitting
 
 _SUCCESS: dict[str, ReportStatus] = {

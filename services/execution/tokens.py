@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
+from contracts.broker import AuthFailed
 from contracts.envelope import tag_of
 from contracts.users import USER_EVENTS, AccountLinked, AccountUnlinked, UserDeleted, user_stream
 from eventstore import EventRegistry, EventStore
@@ -43,7 +44,6 @@ from services.runtime.credentials import (
     SecretUnreadable,
 )
 
-from .broker.port import AuthFailed
 from .directory import NoBroker
 
 log = logging.getLogger("sigrelay.execution.tokens")

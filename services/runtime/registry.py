@@ -13,7 +13,7 @@ SERVICES: dict[str, str] = {
     "risk": "services.risk.service:RiskService",
     "audit": "services.audit.service:AuditService",
     "execution": "services.execution.service:ExecutionService",
-    "paper": "services.execution.paper_service:PaperExchangeService",
+    "paper": "services.paper.service:PaperExchangeService",
 }
 
 

@@ -20,19 +20,19 @@ import nats
 import pytest
 
 from contracts import subjects
+from contracts.broker import OrderRequest, Position
 from contracts.envelope import encode, new_id, now_ns
 from contracts.orders import ExecutionReport, OrderIntent, Quote, RiskVerdict
 from eventstore import EventStore
 from eventstore.migrate import migrate
 from services.execution.broker.paper_client import PaperBrokerClient
-from services.execution.broker.port import OrderRequest, Position
 from services.execution.events import OrderSubmitting, account_stream
 from services.execution.executor import ExecutionConfig
 from services.execution.faults import FAULT_ENV, KILL_AFTER_BROKER_ACCEPT
 from services.execution.ids import client_id_for
-from services.execution.paper_exchange import PaperExchangeConfig
-from services.execution.paper_service import PaperExchangeService
 from services.execution.service import RECONCILE_SUBJECT, ExecutionService
+from services.paper.exchange import PaperExchangeConfig
+from services.paper.service import PaperExchangeService
 from services.runtime.service import ServiceContext
 from tests.support import inprocess
 from tests.support.processes import start_service, stop

@@ -18,18 +18,18 @@ import msgspec
 import nats
 import pytest
 
+from contracts import paper_wire as wire
 from contracts import subjects
 from contracts.envelope import encode, new_id, now_ns
 from contracts.orders import ExecutionReport, OrderIntent, RiskVerdict
 from eventstore import EventStore
 from eventstore.migrate import migrate
-from services.execution.broker import paper_wire as wire
 from services.execution.broker.paper_client import PaperBrokerClient
 from services.execution.events import account_stream
 from services.execution.executor import ExecutionConfig
-from services.execution.paper_exchange import PaperExchangeConfig
-from services.execution.paper_service import PaperExchangeService
 from services.execution.service import ExecutionService
+from services.paper.exchange import PaperExchangeConfig
+from services.paper.service import PaperExchangeService
 from services.runtime.service import ServiceContext
 from tests.support import inprocess
 from tests.support.processes import start_service, stop

@@ -1,1 +1,2 @@
-"""The broker port and its implementations: paper (in-process and over NATS) and MetaApi."""
+"""Broker adapters of the execution service, behind the broker port (`contracts.broker`):
+the paper exchange over NATS (`paper_client`) and MetaApi (`metaapi*`)."""

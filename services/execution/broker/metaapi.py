@@ -22,10 +22,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from . import codes
-from .metaapi_errors import map_sdk_error, redact
-from .metaapi_pool import MetaApiConfig, MetaApiConnectionPool, cancel_sdk_tasks, fingerprint
-from .port import (
+from contracts import broker_codes as codes
+from contracts.broker import (
     MAX_CLIENT_ID_PLUS_COMMENT,
     AccountInfo,
     AuthFailed,
@@ -44,6 +42,9 @@ from .port import (
     SymbolSpec,
     found_as_result,
 )
+
+from .metaapi_errors import map_sdk_error, redact
+from .metaapi_pool import MetaApiConfig, MetaApiConnectionPool, cancel_sdk_tasks, fingerprint
 
 __all__ = [
     "MetaApiBroker",

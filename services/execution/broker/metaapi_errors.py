@@ -30,8 +30,15 @@ from metaapi_cloud_sdk.clients.metaapi.trade_exception import TradeException
 from metaapi_cloud_sdk.clients.method_access_exception import MethodAccessException
 from metaapi_cloud_sdk.clients.timeout_exception import TimeoutException
 
-from . import codes
-from .port import AuthFailed, BrokerError, NotConnected, OutcomeUnknown, Rejected, RetryLater
+from contracts import broker_codes as codes
+from contracts.broker import (
+    AuthFailed,
+    BrokerError,
+    NotConnected,
+    OutcomeUnknown,
+    Rejected,
+    RetryLater,
+)
 
 DEFAULT_RETRY_S = 5.0
 _RETRY_BY_CODE = {10024: 5.0, 10004: 0.5, 10020: 0.5, 10021: 1.0, 10023: 0.5, 10028: 1.0, -6: 1.0}

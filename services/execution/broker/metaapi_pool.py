@@ -26,9 +26,10 @@ import msgspec
 from metaapi_cloud_sdk.clients.error_handler import NotFoundException
 from metaapi_cloud_sdk.clients.timeout_exception import TimeoutException
 
+from contracts.broker import AuthFailed, BrokerError, NotConnected
+
 from .metaapi_endpoint import endpoint_from_env, redirected_api
 from .metaapi_errors import map_sdk_error
-from .port import AuthFailed, BrokerError, NotConnected
 
 log = logging.getLogger(__name__)
 

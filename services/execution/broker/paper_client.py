@@ -1,5 +1,5 @@
 """`PaperBrokerClient`: the `Broker` port for one paper account, over NATS request/reply
-to the paper exchange (`services/execution/paper_service.py`, protocol in `paper_wire.py`).
+to the paper exchange (`services/paper/service.py`, protocol in `contracts/paper_wire.py`).
 
 The exchange is as external as a real broker: it keeps the book, and it may
 be slow, down or restarting. Failure mapping:
@@ -20,8 +20,8 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from . import paper_wire as wire
-from .port import (
+from contracts import paper_wire as wire
+from contracts.broker import (
     AccountInfo,
     BrokerEventPage,
     BrokerOrderResult,

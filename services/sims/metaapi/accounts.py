@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from services.execution.broker.paper_events import PaperAccountOpened, PaperFact
-from services.execution.broker.paper_wire import ClosePositionArgs
-from services.execution.broker.port import BrokerError, PendingOrder, Position
-from services.execution.paper_exchange import PaperExchange, PaperExchangeConfig
+from contracts.broker import BrokerError, PendingOrder, Position
+from contracts.paper_wire import ClosePositionArgs
+from services.paper.exchange import PaperExchange, PaperExchangeConfig
+from services.paper.facts import PaperAccountOpened, PaperFact
 
 from . import shapes
 from .ledger import Ledger

@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from services.execution.broker.paper_events import (
+from services.paper.facts import (
     PaperAccountOpened,
     PaperFact,
     PaperOrderCancelled,

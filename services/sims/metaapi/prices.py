@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from services.execution.broker.paper_feed import DEFAULT_SYMBOLS, PaperSymbol
+from services.paper.feed import DEFAULT_SYMBOLS, PaperSymbol
 
 # bids, late 2026
 DEFAULT_BIDS: dict[str, float] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.execution.broker.port import AccountInfo, PendingOrder, Position, Quote, SymbolSpec
+from contracts.broker import AccountInfo, PendingOrder, Position, Quote, SymbolSpec
 
 PLATFORM = "mt5"
 SERVER = "Sigrelay-Sim"

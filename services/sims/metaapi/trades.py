@@ -15,10 +15,10 @@ from typing import Any
 
 import msgspec
 
-from services.execution.broker import codes
-from services.execution.broker import paper_wire as wire
-from services.execution.broker.paper_book import PaperBook
-from services.execution.broker.port import BrokerError, BrokerOrderResult, OrderRequest
+from contracts import broker_codes as codes
+from contracts import paper_wire as wire
+from contracts.broker import BrokerError, BrokerOrderResult, OrderRequest
+from services.paper.book import PaperBook
 
 # MetaApi's own addition to the MT5 codes (sdk-notes A7)
 ORDER_TYPE_NOT_SUPPORTED = (-4, "TRADE_RETCODE_ORDER_TYPE_NOT_SUPPORTED")

@@ -13,9 +13,9 @@ import itertools
 from collections import defaultdict, deque
 from typing import Any
 
+from contracts.broker import OrderRequest
 from services.execution.broker.metaapi import MetaApiBroker, MetaApiConfig, MetaApiConnectionPool
-from services.execution.broker.paper import PaperBroker, PaperBrokerConfig
-from services.execution.broker.port import OrderRequest
+from services.paper.broker import PaperBroker, PaperBrokerConfig
 from services.sims.metaapi.shapes import order_dict, position_dict
 from services.sims.metaapi.trades import paper_trade
 

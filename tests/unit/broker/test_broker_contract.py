@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.execution.broker.port import (
+from contracts.broker import (
     Broker,
     PendingOrder,
     Position,

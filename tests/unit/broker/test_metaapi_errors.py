@@ -29,9 +29,7 @@ from metaapi_cloud_sdk.clients.metaapi.not_synchronized_exception import (
 from metaapi_cloud_sdk.clients.metaapi.trade_exception import TradeException
 from metaapi_cloud_sdk.clients.timeout_exception import TimeoutException
 
-from services.execution.broker.metaapi import MetaApiBroker
-from services.execution.broker.metaapi_errors import map_sdk_error
-from services.execution.broker.port import (
+from contracts.broker import (
     AuthFailed,
     BrokerError,
     NotConnected,
@@ -40,6 +38,8 @@ from services.execution.broker.port import (
     Rejected,
     RetryLater,
 )
+from services.execution.broker.metaapi import MetaApiBroker
+from services.execution.broker.metaapi_errors import map_sdk_error
 
 from .conftest import MetaApiEnv
 from .stubs import ACCOUNT_ID, TOKEN, order, stub_broker

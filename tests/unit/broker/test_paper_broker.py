@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.execution.broker.paper import PaperBroker, PaperBrokerConfig
-from services.execution.broker.port import PendingOrder, Position, Quote, Rejected
+from contracts.broker import PendingOrder, Position, Quote, Rejected
+from services.paper.broker import PaperBroker, PaperBrokerConfig
 
 from .stubs import order, paper
 
@@ -288,8 +288,8 @@ def test_specs_when_built_in_then_as_documented() -> None:
 
 
 async def test_broker_style_suffixed_symbol_then_traded_as_the_instrument():
-    from services.execution.broker.paper import PaperBroker
-    from services.execution.broker.port import OrderRequest
+    from contracts.broker import OrderRequest
+    from services.paper.broker import PaperBroker
 
     broker = PaperBroker()
     for n, name in enumerate(("XAUUSD.m", "XAUUSDm")):

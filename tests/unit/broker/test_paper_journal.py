@@ -7,15 +7,15 @@ import random
 
 import pytest
 
-from services.execution.broker.paper_book import PaperBook
-from services.execution.broker.paper_events import (
+from contracts.broker import BrokerError, OrderRequest, Quote
+from services.paper.book import PaperBook
+from services.paper.facts import (
     PaperFact,
     PaperOrderPlaced,
     PaperPositionClosed,
     PaperPositionOpened,
 )
-from services.execution.broker.paper_feed import DEFAULT_SYMBOLS, RandomWalkFeed
-from services.execution.broker.port import BrokerError, OrderRequest, Quote
+from services.paper.feed import DEFAULT_SYMBOLS, RandomWalkFeed
 
 SYMBOLS = ("XAUUSD", "EURUSD", "USDJPY", "GER40")
 

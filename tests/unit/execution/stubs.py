@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from contracts.broker import NotConnected, OutcomeUnknown
 from contracts.orders import OrderIntent
-from services.execution.broker.port import NotConnected, OutcomeUnknown
 from services.execution.events import OrderSubmitting
 from services.execution.ids import client_id_for
 
@@ -51,7 +51,7 @@ class ScriptedBroker:
     """
 
     def __init__(self) -> None:
-        from services.execution.broker.paper import PaperBroker
+        from services.paper.broker import PaperBroker
 
         self.paper = PaperBroker()
         self.calls: list[str] = []
@@ -84,7 +84,7 @@ class SwitchedBroker:
     Every call is recorded as (method, mode, args)."""
 
     def __init__(self, account_id: str, mode: str = "up") -> None:
-        from services.execution.broker.paper import PaperBroker
+        from services.paper.broker import PaperBroker
 
         self.account_id = account_id
         self.paper = PaperBroker()

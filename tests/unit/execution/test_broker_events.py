@@ -7,20 +7,20 @@ from typing import Any
 
 import msgspec
 
+from contracts.broker import BrokerEvent, BrokerOrderResult, OrderRequest
 from contracts.orders import ExecutionReport
 from services.execution.account import AccountState
-from services.execution.broker.paper_broker_events import broker_events
-from services.execution.broker.paper_events import (
+from services.execution.broker_events import report_for_event, report_message
+from services.execution.events import BrokerEventRecorded, OrderReported
+from services.execution.ids import client_id_for
+from services.paper.broker_events import broker_events
+from services.paper.exchange import PaperExchange, PaperExchangeConfig
+from services.paper.facts import (
     PaperOrderCancelled,
     PaperOrderFilled,
     PaperOrderPlaced,
     PaperPositionClosed,
 )
-from services.execution.broker.port import BrokerEvent, BrokerOrderResult, OrderRequest
-from services.execution.broker_events import report_for_event, report_message
-from services.execution.events import BrokerEventRecorded, OrderReported
-from services.execution.ids import client_id_for
-from services.execution.paper_exchange import PaperExchange, PaperExchangeConfig
 
 from .stubs import intent, submitting
 

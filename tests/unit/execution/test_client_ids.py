@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from services.execution.broker.port import MAX_CLIENT_ID, OrderRequest
+from contracts.broker import MAX_CLIENT_ID, OrderRequest
 from services.execution.ids import client_id_for
 
 

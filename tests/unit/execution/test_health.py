@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.execution.broker.port import (
+from contracts.broker import (
     AuthFailed,
     BrokerOrderResult,
     NotConnected,

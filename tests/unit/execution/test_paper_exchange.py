@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import msgspec
 
-from services.execution.broker import paper_wire as wire
-from services.execution.broker.paper_events import (
+from contracts import paper_wire as wire
+from contracts.broker import BrokerOrderResult, OrderRequest, Rejected
+from services.paper.exchange import PaperExchange, PaperExchangeConfig
+from services.paper.facts import (
     PaperAccountOpened,
     PaperPositionClosed,
     PaperPositionOpened,
 )
-from services.execution.broker.port import BrokerOrderResult, OrderRequest, Rejected
-from services.execution.paper_exchange import PaperExchange, PaperExchangeConfig
 
 T0 = 1_700_000_000.0
 

@@ -11,20 +11,20 @@ from typing import Any
 import msgspec
 import pytest
 
-from services.execution.broker import paper_wire as wire
-from services.execution.broker.paper_book import PaperBook
-from services.execution.broker.paper_events import (
-    PaperFact,
-    PaperOrderFilled,
-    PaperPositionClosed,
-)
-from services.execution.broker.port import (
+from contracts import paper_wire as wire
+from contracts.broker import (
     BrokerError,
     BrokerOrderResult,
     OrderRequest,
     Quote,
 )
-from services.execution.paper_exchange import PaperExchange, PaperExchangeConfig
+from services.paper.book import PaperBook
+from services.paper.exchange import PaperExchange, PaperExchangeConfig
+from services.paper.facts import (
+    PaperFact,
+    PaperOrderFilled,
+    PaperPositionClosed,
+)
 
 T0 = 1_700_000_000.0
 # GER40 converts its EUR P&L through EURUSD, EURGBP through GBPUSD, USDJPY through itself

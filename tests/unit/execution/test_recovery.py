@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.execution.broker.port import NotConnected
+from contracts.broker import NotConnected
 from services.execution.recovery import AccountRecovery, describe
 from services.execution.scheduler import AccountScheduler
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from services.execution.broker.port import (
+from contracts.broker import (
     AuthFailed,
     BrokerError,
     BrokerOrderResult,

@@ -14,8 +14,8 @@ from metaapi_cloud_sdk.clients.error_handler import (
     UnauthorizedException,
 )
 
+from contracts.broker import NotConnected, OutcomeUnknown, Position
 from services.execution.broker.metaapi_endpoint import redirected_api
-from services.execution.broker.port import NotConnected, OutcomeUnknown, Position
 from services.sims.metaapi.cli import call
 from services.sims.metaapi.server import MetaApiSim
 from tests.unit.broker.conftest import MetaApiEnv

@@ -2,11 +2,11 @@
 
 - Serves the `Broker` operations of every paper account on
   `broker.paper.<account>.<op>` (request/reply, JSON; see
-  `broker/paper_wire.py`), queue group `paper`.
+  `contracts/paper_wire.py`), queue group `paper`.
 - Owns one shared seeded price feed and publishes every symbol's quote each
   `tick_interval_s` (250 ms) on `prices.<symbol>` as `contracts.orders.Quote`.
 - Keeps each account's book as facts in the event log (stream
-  `paper-<account>`, `broker/paper_events.py`), written through a
+  `paper-<account>`, `facts.py`), written through a
   `GroupCommitter` before the reply leaves, so a reply is never ahead of the
   log. A restart folds every stream back into its book.
 
@@ -19,7 +19,7 @@ does not hold.
 What the exchange does on its own (a pending order filled, a position closed
 by its SL or TP, an order cancelled for want of margin) is served on
 `broker.paper.<account>.events_since`: the broker events among the stored
-facts after a given stream version (`broker/paper_broker_events.py`). Served
+facts after a given stream version (`broker_events.py`). Served
 from the log, so an event exists only once its fact is stored.
 
 Test-only: `broker.paper.control.set_quote` (`paper_wire.CONTROL_SET_QUOTE`)
@@ -38,17 +38,17 @@ from typing import Any, ClassVar
 import msgspec
 from nats.aio.msg import Msg
 
+from contracts import paper_wire as wire
 from contracts import subjects
+from contracts.broker import BrokerError, BrokerEventPage, NotConnected, OutcomeUnknown, Rejected
 from contracts.envelope import encode, new_id
 from eventstore import EventRegistry, EventStore, EventStoreError, request
 from eventstore.cancellation import reraise_if_cancelling
 from eventstore.group_commit import GroupCommitter
 
-from .broker import paper_wire as wire
-from .broker.paper_broker_events import broker_events
-from .broker.paper_events import PAPER_EVENTS, PaperFact, paper_stream
-from .broker.port import BrokerError, BrokerEventPage, NotConnected, OutcomeUnknown, Rejected
-from .paper_exchange import PaperAccount, PaperExchange, PaperExchangeConfig
+from .broker_events import broker_events
+from .exchange import PaperAccount, PaperExchange, PaperExchangeConfig
+from .facts import PAPER_EVENTS, PaperFact, paper_stream
 
 log = logging.getLogger("sigrelay.paper")
 

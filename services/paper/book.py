@@ -17,21 +17,8 @@ from typing import Literal
 
 import msgspec
 
-from . import codes
-from .paper_events import (
-    PaperAccountOpened,
-    PaperFact,
-    PaperOrderCancelled,
-    PaperOrderFilled,
-    PaperOrderModified,
-    PaperOrderPlaced,
-    PaperPositionClosed,
-    PaperPositionModified,
-    PaperPositionOpened,
-)
-from .paper_feed import PaperSymbol
-from .paper_rules import check_pending_price, check_stops, check_volume, reject
-from .port import (
+from contracts import broker_codes as codes
+from contracts.broker import (
     AccountInfo,
     BrokerOrderResult,
     OrderRequest,
@@ -43,6 +30,20 @@ from .port import (
     SymbolSpec,
     found_as_result,
 )
+
+from .facts import (
+    PaperAccountOpened,
+    PaperFact,
+    PaperOrderCancelled,
+    PaperOrderFilled,
+    PaperOrderModified,
+    PaperOrderPlaced,
+    PaperPositionClosed,
+    PaperPositionModified,
+    PaperPositionOpened,
+)
+from .feed import PaperSymbol
+from .rules import check_pending_price, check_stops, check_volume, reject
 
 _EPS = 1e-9
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
+from contracts.broker import Rejected
+
 
 class CodeOutcome(Enum):
     """What a code means for the order that produced it."""
@@ -190,3 +192,8 @@ def lookup(numeric: int | None, name: str | None = None) -> BrokerCode:
 def describe(numeric: int | None, name: str | None = None) -> str:
     """Plain-words reason for a code, e.g. `describe(10019)` -> 'not enough free margin ...'."""
     return lookup(numeric, name).reason
+
+
+def reject(code: int, reason: str) -> Rejected:
+    """A `Rejected` carrying the code's numeric and string forms."""
+    return Rejected(reason, broker_code=code, broker_code_name=lookup(code).name)

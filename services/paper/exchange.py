@@ -24,16 +24,16 @@ from typing import Any
 
 import msgspec
 
+from contracts import broker_codes as codes
+from contracts import paper_wire as wire
+from contracts.broker import BrokerError, OrderRequest, Position, Quote, Rejected
+from contracts.broker_codes import reject
 from contracts.envelope import new_id, now_ns
 from contracts.orders import Quote as MarketQuote
 
-from .broker import codes
-from .broker import paper_wire as wire
-from .broker.paper_book import PaperBook
-from .broker.paper_events import PaperAccountOpened, PaperFact
-from .broker.paper_feed import DEFAULT_SYMBOLS, PaperSymbol, RandomWalkFeed
-from .broker.paper_rules import reject
-from .broker.port import BrokerError, OrderRequest, Position, Quote, Rejected
+from .book import PaperBook
+from .facts import PaperAccountOpened, PaperFact
+from .feed import DEFAULT_SYMBOLS, PaperSymbol, RandomWalkFeed
 
 
 class PaperExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -13,9 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from .paper_book import ClosedTrade, PaperBook, PaperEvent
-from .paper_feed import DEFAULT_SYMBOLS, PaperSymbol, RandomWalkFeed, ReplayFeed
-from .port import (
+from contracts.broker import (
     AccountInfo,
     BrokerOrderResult,
     NotConnected,
@@ -25,6 +23,9 @@ from .port import (
     Quote,
     SymbolSpec,
 )
+
+from .book import ClosedTrade, PaperBook, PaperEvent
+from .feed import DEFAULT_SYMBOLS, PaperSymbol, RandomWalkFeed, ReplayFeed
 
 __all__ = ["ClosedTrade", "PaperBook", "PaperBroker", "PaperBrokerConfig", "PaperEvent"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from .port import Quote, SymbolSpec
+from contracts.broker import Quote, SymbolSpec
 
 
 class PaperSymbol(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from contracts.broker import BrokerOrderResult, OrderType, Side
 from contracts.envelope import Envelope
-
-from .port import BrokerOrderResult, OrderType, Side
 
 CloseReason = Literal["close", "partial", "stop_loss", "take_profit"]
 

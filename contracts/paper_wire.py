@@ -43,9 +43,7 @@ from typing import Any
 
 import msgspec
 
-from contracts.subjects import BROKER_PAPER, token
-
-from .port import (
+from contracts.broker import (
     AuthFailed,
     BrokerError,
     NotConnected,
@@ -55,6 +53,7 @@ from .port import (
     Rejected,
     RetryLater,
 )
+from contracts.subjects import BROKER_PAPER, token
 
 PREFIX = BROKER_PAPER
 SUBSCRIPTION = f"{PREFIX}.>"

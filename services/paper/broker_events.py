@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .paper_events import (
+from contracts.broker import BrokerEvent
+
+from .facts import (
     PaperFact,
     PaperOrderCancelled,
     PaperOrderFilled,
@@ -26,7 +28,6 @@ from .paper_events import (
     PaperPositionClosed,
     PaperPositionOpened,
 )
-from .port import BrokerEvent
 
 _CAUSE_WORDS = {"stop_loss": "stop loss", "take_profit": "take profit"}
 

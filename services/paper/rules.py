@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from . import codes
-from .port import Quote, Rejected, SymbolSpec
+from contracts import broker_codes as codes
+from contracts.broker import Quote, SymbolSpec
+from contracts.broker_codes import reject
 
 _EPS = 1e-9
-
-
-def reject(code: int, reason: str) -> Rejected:
-    """A `Rejected` carrying the code's numeric and string forms."""
-    return Rejected(reason, broker_code=code, broker_code_name=codes.lookup(code).name)
 
 
 def check_volume(spec: SymbolSpec, volume: float) -> float:
