@@ -58,6 +58,7 @@ from services.runtime.consumer import ConsumerConfigSpec, JetStreamConsumer
 from services.runtime.service import ServiceContext
 from services.runtime.tracing import in_current_context
 
+from .broker.metaapi_pool import MetaApiConfig
 from .broker_events import BrokerEventWatcher
 from .directory import (
     BrokerDirectory,
@@ -135,7 +136,7 @@ class ExecutionService:
         self.token_resolver = resolver
         directory = self._directory or RoutingDirectory(
             PaperDirectory(ctx.nc, timeout_s=config.paper_timeout_s),
-            MetaApiDirectory(resolver),
+            MetaApiDirectory(resolver, config=MetaApiConfig.from_env(env)),
         )
         committer = GroupCommitter(ctx.store, max_batch=2000, linger_s=0.001)
         committer.start()

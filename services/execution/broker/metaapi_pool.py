@@ -17,13 +17,14 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from metaapi_cloud_sdk.clients.error_handler import NotFoundException
+from metaapi_cloud_sdk.clients.method_access_exception import MethodAccessException
 from metaapi_cloud_sdk.clients.timeout_exception import TimeoutException
 
 from contracts.broker import AuthFailed, BrokerError, NotConnected
@@ -32,6 +33,11 @@ from .metaapi_endpoint import endpoint_from_env, redirected_api
 from .metaapi_errors import map_sdk_error
 
 log = logging.getLogger(__name__)
+
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off"})
+# states a deploy() can move on; others are transient (DEPLOYING) or need a human
+_DEPLOYABLE = frozenset({"CREATED", "UNDEPLOYED", "DEPLOY_FAILED", "DRAFT"})
 
 ApiFactory = Callable[[str, dict[str, Any]], Any]
 
@@ -45,6 +51,13 @@ class MetaApiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     retried by the SDK). `reconcile_before_send` looks the client id up at the
     broker before every order (two extra RPCs); without it that happens only
     after an `OutcomeUnknown` for the same client id.
+
+    `deploy` lets Sigrelay deploy a user's account that is not deployed (MetaApi
+    bills deployed accounts, so it is the operator's choice, off by default:
+    env `SIGRELAY_METAAPI_DEPLOY=1`); it waits `deploy_timeout_s` for the
+    deployment, polling every `deploy_poll_s` (each poll is a REST call that
+    costs rate-limit credits). Without it an undeployed account is "not
+    connected", with a reason that says what to do.
     """
 
     request_timeout_s: float = 60.0
@@ -58,10 +71,39 @@ class MetaApiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     application: str = "MetaApi"
     route_sdk_logs: bool = True  # send SDK logs to `logging` instead of print()
     reconcile_before_send: bool = False
+    deploy: bool = False
+    deploy_timeout_s: float = 300.0
+    deploy_poll_s: float = 5.0
     fetch_fill_price: bool = True  # one get_position after a market fill
     spec_cache_s: float = 300.0
     placed_cache_size: int = 100_000
     shutdown_grace_s: float = 0.2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MetaApiConfig:
+        """The operator's settings: `SIGRELAY_METAAPI_DEPLOY` (1/true/yes),
+        `SIGRELAY_METAAPI_MAX_CONNECTIONS`, `SIGRELAY_METAAPI_REQUEST_TIMEOUT_S`."""
+        fields: dict[str, Any] = {}
+        deploy = env.get("SIGRELAY_METAAPI_DEPLOY", "").strip().lower()
+        if deploy:
+            if deploy not in _YES | _NO:
+                raise ValueError(f"SIGRELAY_METAAPI_DEPLOY must be 1 or 0, not {deploy!r}")
+            fields["deploy"] = deploy in _YES
+        for name, field, kind in (
+            ("SIGRELAY_METAAPI_MAX_CONNECTIONS", "max_connections", int),
+            ("SIGRELAY_METAAPI_REQUEST_TIMEOUT_S", "request_timeout_s", float),
+        ):
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, not {raw!r}") from None
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, not {raw!r}")
+            fields[field] = value
+        return cls(**fields)
 
     def sdk_opts(self) -> dict[str, Any]:
         opts: dict[str, Any] = {
@@ -238,9 +280,7 @@ class MetaApiConnectionPool:
         except Exception as err:
             raise map_sdk_error(err, op=op, trade=False, secret=token) from None
         if account.state != "DEPLOYED":
-            raise NotConnected(
-                f"MetaApi account {account_id} is {account.state}, not DEPLOYED", retry_after_s=60.0
-            )
+            await self._deploy(account, account_id, token)
         conn = account.get_rpc_connection()
         try:
             await conn.connect()
@@ -259,6 +299,46 @@ class MetaApiConnectionPool:
             raise
         log.info("metaapi account %s connected (token %s)", account_id, fp)
         return conn
+
+    async def _deploy(self, account: Any, account_id: str, token: str) -> None:
+        """Deploy an undeployed account when the operator allows it; else say what to do."""
+        state = account.state
+        if not self.config.deploy or state not in _DEPLOYABLE:
+            why = (
+                "it is being deployed"
+                if state == "DEPLOYING"
+                else "deploy it in MetaApi, or let Sigrelay deploy accounts"
+                " (SIGRELAY_METAAPI_DEPLOY=1)"
+                if state in _DEPLOYABLE
+                else "it needs attention in MetaApi"
+            )
+            raise NotConnected(
+                f"MetaApi account {account_id} is {state}, not DEPLOYED: {why}",
+                retry_after_s=60.0,
+            )
+        log.info("metaapi account %s is %s: deploying it", account_id, state)
+        try:
+            await account.deploy()
+            await account.wait_deployed(
+                timeout_in_seconds=self.config.deploy_timeout_s,
+                interval_in_milliseconds=int(self.config.deploy_poll_s * 1000),
+            )
+        except TimeoutException:
+            raise NotConnected(
+                f"MetaApi account {account_id} was not deployed within"
+                f" {self.config.deploy_timeout_s:g} s",
+                retry_after_s=60.0,
+            ) from None
+        except MethodAccessException:
+            raise NotConnected(
+                f"MetaApi account {account_id} is {state}, and the token linked to it is an"
+                " account token, which cannot deploy: deploy it in MetaApi or link an API token",
+                retry_after_s=300.0,
+            ) from None
+        except Exception as err:
+            op = f"deploy account {account_id}"
+            raise map_sdk_error(err, op=op, trade=False, secret=token) from None
+        log.info("metaapi account %s deployed", account_id)
 
     async def _evict(self) -> None:
         now = self._clock()

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import socketio
 from metaapi_cloud_sdk.clients.error_handler import (
@@ -15,7 +16,8 @@ from metaapi_cloud_sdk.clients.error_handler import (
 )
 
 from contracts.broker import NotConnected, OutcomeUnknown, Position
-from services.execution.broker.metaapi_endpoint import redirected_api
+from services.execution.broker.metaapi import MetaApiBroker, MetaApiConfig, MetaApiConnectionPool
+from services.execution.broker.metaapi_endpoint import api_factory_for, redirected_api
 from services.sims.metaapi.cli import call
 from services.sims.metaapi.server import MetaApiSim
 from tests.unit.broker.conftest import MetaApiEnv
@@ -311,3 +313,54 @@ async def test_subscribed_instance_when_connected_then_status_packets_keep_comin
         "accountId": "st1",
         "instanceIndex": 1,
     }
+
+
+async def _undeployed(sim: MetaApiEnv, account_id: str) -> None:
+    api = redirected_api(TOKEN, sim.config.sdk_opts(), sim.server.url)
+    try:
+        account = await api.metatrader_account_api.get_account(account_id)
+        await account.undeploy()
+    finally:
+        api.close()
+
+
+async def test_undeployed_account_when_deploying_is_not_allowed_then_not_connected_saying_how(
+    sim: MetaApiEnv, account_id: str
+) -> None:
+    await _undeployed(sim, account_id)
+
+    with pytest.raises(NotConnected) as refused:
+        await sim.broker(account_id).account_info()
+
+    assert "UNDEPLOYED" in refused.value.reason
+    assert "SIGRELAY_METAAPI_DEPLOY=1" in refused.value.reason
+
+
+async def test_undeployed_account_when_deploying_is_allowed_then_deployed_and_trading(
+    sim: MetaApiEnv, account_id: str
+) -> None:
+    await _undeployed(sim, account_id)
+    config = msgspec.structs.replace(sim.config, deploy=True, deploy_poll_s=0.05)
+    pool = MetaApiConnectionPool(config, api_factory=api_factory_for(sim.server.url))
+    broker = MetaApiBroker(token=TOKEN, account_id=account_id, pool=pool, config=config)
+    try:
+        info = await broker.account_info()
+        state = sim.server.accounts.get(account_id).state
+    finally:
+        await broker.close()
+        await pool.close()
+
+    assert info.balance == 10_000.0
+    assert state == "DEPLOYED"
+
+
+def test_metaapi_settings_from_env_then_parsed_or_refused_naming_the_variable() -> None:
+    config = MetaApiConfig.from_env(
+        {"SIGRELAY_METAAPI_DEPLOY": "yes", "SIGRELAY_METAAPI_MAX_CONNECTIONS": "50"}
+    )
+    assert (config.deploy, config.max_connections) == (True, 50)
+    assert MetaApiConfig.from_env({}).deploy is False
+    with pytest.raises(ValueError, match="SIGRELAY_METAAPI_DEPLOY"):
+        MetaApiConfig.from_env({"SIGRELAY_METAAPI_DEPLOY": "maybe"})
+    with pytest.raises(ValueError, match="SIGRELAY_METAAPI_REQUEST_TIMEOUT_S"):
+        MetaApiConfig.from_env({"SIGRELAY_METAAPI_REQUEST_TIMEOUT_S": "-1"})
