@@ -54,7 +54,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _verdict(n: int, accounts: int, run: str) -> RiskVerdict:
+def _verdict(n: int, accounts: int, run: str, broker: str = "paper") -> RiskVerdict:
     user = f"b{n % accounts}"
     now = now_ns()
     intent = OrderIntent(
@@ -62,8 +62,8 @@ def _verdict(n: int, accounts: int, run: str) -> RiskVerdict:
         ts=now,
         intent_id=f"{run}:{n}",
         user_id=user,
-        account_id=f"paper-{user}",
-        broker="paper",
+        account_id=f"paper-{user}" if broker == "paper" else f"mt-{user}",
+        broker=broker,
         action="open",
         signal_id=f"{run}-sig{n // accounts}",
         symbol="EURUSD" if n % 2 else "XAUUSD",

@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "actors": "services.bench.actors",
     "audit": "services.bench.audit",
     "execution": "services.bench.execution",
+    "execution-metaapi": "services.bench.execution_metaapi",
     "e2e": "services.bench.e2e",
 }
 
